@@ -1,0 +1,237 @@
+"""Plotly figure builders and table helpers for the app: pure functions of DataFrames.
+
+Every figure is cheap to send on each live tick: at most ``MAX_POINTS`` points per trace
+(W&B's budget; downsampling keeps each bucket's min and max so spikes survive), numpy
+arrays (serialised as typed arrays, 10–20x faster than lists), ``go.Scattergl``, and a
+``uirevision`` so zoom and legend clicks survive updates. No Streamlit here.
+
+Input frames follow the store: metrics are long ``[run_id, step, key, value, time]``;
+per-sample rewards are ``[step, idx, value]``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+MAX_POINTS = 1500
+X_AXES = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
+PALETTE = qualitative.Plotly + qualitative.D3
+# Keys where smaller is better; every other key counts "best" as the largest value.
+_LOWER_IS_BETTER = ("loss/", "policy/kl", "policy/approx_kl", "perf/step_time", "batch/self_bleu")
+
+
+def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink a line to at most ``max_points`` points, keeping its extremes.
+
+    The interior is cut into (max_points - 2) // 2 equal-count buckets; each keeps the point
+    of its minimum and of its maximum, in x order, and the first and last points are always
+    kept. Averaging would hide the spike a user is looking for (a loss blow-up), so min/max.
+    NaN values are dropped first (a line cannot draw them anyway).
+    x, y: (N,) -> (M,), M <= max_points.
+    """
+    x, y = np.asarray(x), np.asarray(y, dtype=float)
+    keep = ~np.isnan(y)
+    x, y = x[keep], y[keep]
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    n_buckets = max(1, (max_points - 2) // 2)
+    interior = np.arange(1, n - 1)                                          # (N-2,)
+    starts = np.linspace(0, len(interior), n_buckets + 1).astype(int)[:-1]  # (K,) bucket starts
+    bucket = np.searchsorted(starts, np.arange(len(interior)), side="right") - 1
+    vals = y[interior]
+    lows = np.minimum.reduceat(vals, starts)[bucket]                        # (N-2,) bucket min per point
+    highs = np.maximum.reduceat(vals, starts)[bucket]
+    # The first index of each bucket reaching its min (and max): one point each per bucket.
+    first_low = _first_per_bucket(bucket, vals == lows)
+    first_high = _first_per_bucket(bucket, vals == highs)
+    picked = np.unique(np.concatenate([[0], interior[first_low], interior[first_high], [n - 1]]))
+    return x[picked], y[picked]
+
+
+def _first_per_bucket(bucket: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """Positions of the first True of ``hit`` within each bucket id."""
+    positions = np.flatnonzero(hit)
+    _, first = np.unique(bucket[positions], return_index=True)
+    return positions[first]
+
+
+def ema_smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average.
+
+        last_n = w·last_{n-1} + (1 - w)·v_n,  last_0 = 0
+        smoothed_n = last_n / (1 - w^n)
+
+    Debiasing removes the pull towards 0 of the first points (Adam's bias correction).
+    Non-finite values pass through unchanged and do not count (as in TensorBoard).
+    Ref: tensorboard/plugins/scalar/vz_line_chart2/line-chart.ts, resmoothDataset.
+    values: (N,) -> (N,).
+    """
+    values = np.asarray(values, dtype=float)
+    if weight <= 0 or len(values) == 0:
+        return values.copy()
+    smoothed = values.copy()
+    last, count = 0.0, 0
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            continue
+        last = last * weight + (1.0 - weight) * value
+        count += 1
+        smoothed[i] = last / (1.0 - weight**count) if weight < 1 else last
+    return smoothed
+
+
+def x_values(run_df: pd.DataFrame, x: str, samples_per_step: float = 1.0) -> np.ndarray:
+    """The x coordinate of one run's rows: step, samples seen (step × samples per step), or
+    seconds since the run's first logged point."""
+    if x == "step":
+        return run_df["step"].to_numpy()
+    if x == "samples":
+        return run_df["step"].to_numpy() * samples_per_step
+    if x == "time":
+        t = run_df["time"].to_numpy(dtype=float)
+        return t - t.min() if len(t) else t
+    raise ValueError(f"x must be one of {', '.join(X_AXES)}; got {x!r}.")
+
+
+def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float = 0.0,
+                log_y: bool = False, uirevision: str = "", names: Mapping[str, str] | None = None,
+                samples_per_step: Mapping[str, float] | None = None, title: str = "") -> go.Figure:
+    """One metric of several runs overlaid: per run a faint raw line and a smoothed line
+    (the only one in the legend). ``names`` maps run ids to legend labels."""
+    fig = go.Figure()
+    rows = df[df["key"] == metric].sort_values(["run_id", "step"])
+    for i, (run_id, run_df) in enumerate(rows.groupby("run_id", sort=False)):
+        color = PALETTE[i % len(PALETTE)]
+        label = (names or {}).get(run_id, run_id)
+        xs = x_values(run_df, x, (samples_per_step or {}).get(run_id, 1.0))
+        ys = run_df["value"].to_numpy(dtype=float)
+        if smoothing > 0:
+            rx, ry = downsample(xs, ys)
+            fig.add_trace(go.Scattergl(x=rx, y=ry, mode="lines", line={"color": color, "width": 1},
+                                       opacity=0.25, legendgroup=run_id, showlegend=False,
+                                       name=f"{label} (raw)", hoverinfo="skip"))
+        sx, sy = downsample(xs, ema_smooth(ys, smoothing))
+        fig.add_trace(go.Scattergl(x=sx, y=sy, mode="lines+markers" if len(sx) < 3 else "lines",
+                                   line={"color": color, "width": 2}, legendgroup=run_id,
+                                   name=label, meta=run_id))
+    fig.update_layout(title=title or metric, xaxis_title=X_AXES.get(x, x), yaxis_title=metric,
+                      yaxis_type="log" if log_y else "linear", uirevision=uirevision or metric,
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 40, "b": 10, "l": 10, "r": 10},
+                      height=340)
+    return fig
+
+
+def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uirevision: str = "",
+                 title: str = "") -> go.Figure:
+    """Several metrics of one run on one chart (e.g. reward/total and each reward term)."""
+    fig = go.Figure()
+    for i, key in enumerate(keys):
+        rows = df[df["key"] == key].sort_values("step")
+        if rows.empty:
+            continue
+        xs, ys = downsample(rows["step"].to_numpy(), ema_smooth(rows["value"].to_numpy(float), smoothing))
+        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
+                                   name=key, line={"color": PALETTE[i % len(PALETTE)]}))
+    fig.update_layout(title=title, xaxis_title="Step", uirevision=uirevision or title, height=320,
+                      legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def histogram_figure(values_by_run: Mapping[str, np.ndarray], nbins: int = 30, title: str = "",
+                     uirevision: str = "") -> go.Figure:
+    """Overlaid histograms of per-sample rewards, one per run (or per step)."""
+    fig = go.Figure()
+    for i, (label, values) in enumerate(values_by_run.items()):
+        fig.add_trace(go.Histogram(x=np.asarray(values, dtype=float), name=str(label), opacity=0.6,
+                                   nbinsx=nbins, marker={"color": PALETTE[i % len(PALETTE)]}))
+    fig.update_layout(barmode="overlay", title=title, xaxis_title="reward", yaxis_title="samples",
+                      uirevision=uirevision or title, height=320,
+                      legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def heatmap_counts(df: pd.DataFrame, value_bins: int = 30, max_steps: int = 300
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of per-sample rewards in (step bucket × reward bin).
+
+    Steps are grouped into at most ``max_steps`` equal-width buckets (so a long run still
+    draws a small heatmap); rewards into ``value_bins`` bins over their overall range.
+    df: [step, idx, value] -> step_centers (S,), value_centers (V,), counts (V, S).
+    """
+    values = df["value"].to_numpy(dtype=float)
+    steps = df["step"].to_numpy(dtype=float)
+    keep = np.isfinite(values)
+    values, steps = values[keep], steps[keep]
+    if len(values) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 0))
+    n_steps = len(np.unique(steps))
+    lo, hi = values.min(), values.max()
+    value_edges = np.linspace(lo, hi if hi > lo else lo + 1.0, value_bins + 1)       # (V+1,)
+    s_lo, s_hi = steps.min() - 0.5, steps.max() + 0.5
+    step_edges = np.linspace(s_lo, s_hi, min(n_steps, max_steps) + 1)               # (S+1,)
+    counts, _, _ = np.histogram2d(values, steps, bins=[value_edges, step_edges])    # (V, S)
+    return (step_edges[:-1] + step_edges[1:]) / 2, (value_edges[:-1] + value_edges[1:]) / 2, counts
+
+
+def reward_heatmap(df: pd.DataFrame, value_bins: int = 30, title: str = "", uirevision: str = "") -> go.Figure:
+    """How the distribution of per-sample rewards moves over training: step × reward bins."""
+    step_centers, value_centers, counts = heatmap_counts(df, value_bins)
+    fig = go.Figure(go.Heatmap(x=step_centers, y=value_centers, z=counts, colorscale="Viridis",
+                               colorbar={"title": "samples"},
+                               hovertemplate="step %{x:.0f}<br>reward %{y:.3f}<br>%{z} samples<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="Step", yaxis_title="reward", height=320,
+                      uirevision=uirevision or title, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Side-by-side configs: one row per field, one column per run, and ``differs`` True
+    where the runs do not all agree (a field missing from a run counts as different).
+    Cells are display strings so mixed types render in one table."""
+    run_ids = list(configs)
+    fields = sorted({name for cfg in configs.values() for name in cfg})
+    missing = object()
+    rows = []
+    for name in fields:
+        raw = [configs[r].get(name, missing) for r in run_ids]
+        differs = any(v is missing or v != raw[0] for v in raw[1:]) or (raw[0] is missing and len(raw) > 1)
+        rows.append({"field": name, **{r: _fmt(v, missing) for r, v in zip(run_ids, raw)}, "differs": differs})
+    return pd.DataFrame(rows, columns=["field", *run_ids, "differs"]).set_index("field")
+
+
+def _fmt(value: Any, missing: object) -> str:
+    if value is missing:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def final_and_best(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """Per run and metric: the value at the last step, the best value and its step.
+
+    "Best" is the minimum for losses, KL, step time and self-BLEU, the maximum otherwise.
+    df: long metrics -> [run_id, key, final, best, best_step, last_step].
+    """
+    rows = df if keys is None else df[df["key"].isin(keys)]
+    out = []
+    for (run_id, key), group in rows.dropna(subset=["value"]).groupby(["run_id", "key"], sort=False):
+        group = group.sort_values("step")
+        best_at = group["value"].idxmin() if key.startswith(_LOWER_IS_BETTER) else group["value"].idxmax()
+        out.append({"run_id": run_id, "key": key, "final": float(group["value"].iloc[-1]),
+                    "best": float(group.at[best_at, "value"]), "best_step": int(group.at[best_at, "step"]),
+                    "last_step": int(group["step"].iloc[-1])})
+    return pd.DataFrame(out, columns=["run_id", "key", "final", "best", "best_step", "last_step"])
+
+
+def eta_seconds(last_step: int, total_steps: int, elapsed_s: float) -> float | None:
+    """Time left at the mean pace so far: elapsed / done × remaining; None before step 1."""
+    if last_step <= 0 or total_steps <= 0 or elapsed_s < 0:
+        return None
+    return elapsed_s / last_step * max(total_steps - last_step, 0)

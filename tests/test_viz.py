@@ -1,0 +1,185 @@
+"""Figure builders and table helpers: hand-computed values, naive references, identities."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rmcore import viz
+
+
+def _metrics(run_ids: list[str], n: int, key: str = "loss/total") -> pd.DataFrame:
+    rows = [{"run_id": r, "step": s, "key": key, "value": float(s * (i + 1)), "time": 100.0 + s}
+            for i, r in enumerate(run_ids) for s in range(1, n + 1)]
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- downsampling
+
+def test_downsample_short_input_unchanged() -> None:
+    x, y = np.arange(10), np.linspace(0, 1, 10)
+    dx, dy = viz.downsample(x, y, max_points=20)
+    np.testing.assert_array_equal(dx, x)
+    np.testing.assert_array_equal(dy, y)
+
+
+@pytest.mark.parametrize("n", [1501, 5000, 100_003])
+def test_downsample_keeps_budget_extremes_and_ends(n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = np.arange(n)
+    y = rng.normal(size=n)
+    y[n // 3] = 50.0        # a spike that averaging would flatten
+    y[2 * n // 3] = -40.0
+    dx, dy = viz.downsample(x, y, max_points=1500)
+    assert len(dx) <= 1500
+    assert dx[0] == 0 and dx[-1] == n - 1
+    assert np.all(np.diff(dx) > 0)                     # still in x order, no duplicates
+    assert dy.max() == 50.0 and dy.min() == -40.0
+    np.testing.assert_array_equal(dy, y[dx])           # points are real points, not averages
+
+
+def test_downsample_keeps_every_bucket_min_and_max() -> None:
+    # Naive reference: per bucket (same boundaries), min and max must both be present.
+    n, budget = 1000, 102
+    y = np.sin(np.arange(n) * 0.37) + np.arange(n) * 0.001
+    dx, dy = viz.downsample(np.arange(n), y, max_points=budget)
+    kept = set(dx.tolist())
+    interior = np.arange(1, n - 1)
+    starts = np.linspace(0, len(interior), (budget - 2) // 2 + 1).astype(int)
+    for a, b in zip(starts[:-1], starts[1:]):
+        chunk = interior[a:b]
+        assert chunk[np.argmin(y[chunk])] in kept
+        assert chunk[np.argmax(y[chunk])] in kept
+
+
+def test_downsample_drops_nan() -> None:
+    dx, dy = viz.downsample(np.arange(4), np.array([1.0, np.nan, 3.0, 4.0]))
+    np.testing.assert_array_equal(dx, [0, 2, 3])
+
+
+# ---------------------------------------------------------------- smoothing
+
+def _tensorboard_loop(values: list[float], w: float) -> list[float]:
+    """TensorBoard's resmoothDataset, transcribed."""
+    last, num_accum, out = 0.0, 0, []
+    for v in values:
+        if not np.isfinite(v):
+            out.append(v)
+            continue
+        last = last * w + (1 - w) * v
+        num_accum += 1
+        out.append(last / (1 - w**num_accum))
+    return out
+
+
+def test_ema_hand_computed() -> None:
+    # w = 0.5 on [1, 2, 3]: 0.5/0.5 = 1; 1.25/0.75 = 5/3; 2.125/0.875 = 17/7.
+    np.testing.assert_allclose(viz.ema_smooth(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 5 / 3, 17 / 7])
+
+
+def test_ema_matches_tensorboard_loop_and_weighted_mean_identity() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=200).tolist()
+    values[17] = float("nan")
+    got = viz.ema_smooth(np.array(values), 0.9)
+    np.testing.assert_allclose(got, _tensorboard_loop(values, 0.9), equal_nan=True)
+    # Identity: the debiased EMA is the mean weighted by w^(n-k) over the finite values.
+    finite = np.array([v for v in values[:50] if np.isfinite(v)])
+    weights = 0.9 ** np.arange(len(finite) - 1, -1, -1)
+    assert got[49] == pytest.approx(float((weights * finite).sum() / weights.sum()))
+    assert np.isnan(got[17])
+
+
+def test_ema_zero_weight_is_identity_and_constant_stays_constant() -> None:
+    v = np.array([3.0, -1.0, 2.0])
+    np.testing.assert_array_equal(viz.ema_smooth(v, 0.0), v)
+    np.testing.assert_allclose(viz.ema_smooth(np.full(30, 7.0), 0.99), 7.0)
+
+
+# ---------------------------------------------------------------- figures
+
+def test_line_figure_one_legend_trace_per_run_within_budget() -> None:
+    df = _metrics(["a", "b", "c"], 4000)
+    fig = viz.line_figure(df, "loss/total", smoothing=0.6, uirevision="cmp")
+    spec = json.loads(fig.to_json())
+    shown = [t for t in spec["data"] if t.get("showlegend", True)]
+    assert [t["meta"] for t in shown] == ["a", "b", "c"]
+    assert len(spec["data"]) == 6                        # raw faint + smoothed per run
+    assert all(t["type"] == "scattergl" for t in spec["data"])
+    assert all(len(fig.data[i].x) <= viz.MAX_POINTS for i in range(6))
+    assert spec["layout"]["uirevision"] == "cmp"
+
+
+def test_line_figure_x_axes() -> None:
+    df = _metrics(["a"], 5)
+    samples = viz.line_figure(df, "loss/total", x="samples", samples_per_step={"a": 16})
+    np.testing.assert_array_equal(samples.data[0].x, [16, 32, 48, 64, 80])
+    wall = viz.line_figure(df, "loss/total", x="time", log_y=True)
+    np.testing.assert_array_equal(wall.data[0].x, [0, 1, 2, 3, 4])
+    assert wall.layout.yaxis.type == "log"
+    with pytest.raises(ValueError):
+        viz.line_figure(df, "loss/total", x="epochs")
+
+
+def test_terms_and_histogram_figures() -> None:
+    df = pd.concat([_metrics(["a"], 5, "reward/total"), _metrics(["a"], 5, "reward/rouge")])
+    fig = viz.terms_figure(df, ["reward/total", "reward/rouge", "reward/absent"], uirevision="a")
+    assert [t.name for t in fig.data] == ["reward/total", "reward/rouge"]
+    hist = viz.histogram_figure({"a": np.array([0.1, 0.2]), "b": np.array([0.3])})
+    assert [t.type for t in hist.data] == ["histogram", "histogram"]
+
+
+def test_heatmap_counts_sum_to_samples() -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"step": np.repeat(np.arange(1, 41), 16), "idx": np.tile(np.arange(16), 40),
+                       "value": rng.uniform(-1, 2, size=640)})
+    steps, centers, counts = viz.heatmap_counts(df, value_bins=20)
+    assert counts.shape == (20, 40)
+    assert counts.sum() == 640
+    np.testing.assert_array_equal(counts.sum(axis=0), np.full(40, 16))   # 16 samples per step
+    assert centers[0] > -1 and centers[-1] < 2
+    # Long runs are bucketed in steps too; nothing is lost.
+    _, _, coarse = viz.heatmap_counts(df, value_bins=20, max_steps=8)
+    assert coarse.shape == (20, 8) and coarse.sum() == 640
+    fig = viz.reward_heatmap(df)
+    assert fig.data[0].type == "heatmap"
+
+
+def test_heatmap_single_value_and_empty() -> None:
+    df = pd.DataFrame({"step": [1, 1, 2], "idx": [0, 1, 0], "value": [0.5, 0.5, 0.5]})
+    _, _, counts = viz.heatmap_counts(df, value_bins=5)
+    assert counts.sum() == 3
+    _, _, empty = viz.heatmap_counts(df.iloc[:0])
+    assert empty.size == 0
+
+
+# ---------------------------------------------------------------- tables
+
+def test_config_diff_flags_only_differing_fields() -> None:
+    diff = viz.config_diff({"r1": {"loss": "ppo", "lr": 1e-4, "steps": 30},
+                            "r2": {"loss": "grpo", "lr": 1e-4, "steps": 30, "seed": 1}})
+    assert list(diff.columns) == ["r1", "r2", "differs"]
+    assert diff.loc["loss", "differs"] and diff.loc["seed", "differs"]
+    assert not diff.loc["lr", "differs"] and not diff.loc["steps", "differs"]
+    assert diff.loc["lr", "r1"] == "0.0001" and diff.loc["seed", "r1"] == "—"
+
+
+def test_final_and_best() -> None:
+    df = pd.DataFrame({"run_id": ["a"] * 4 + ["a"] * 4,
+                       "step": [1, 2, 3, 4] * 2,
+                       "key": ["loss/total"] * 4 + ["eval/reward"] * 4,
+                       "value": [3.0, 1.0, 2.0, 2.5, 0.1, 0.7, 0.4, 0.5],
+                       "time": [0.0] * 8})
+    table = viz.final_and_best(df).set_index("key")
+    assert table.loc["loss/total", "final"] == 2.5
+    assert table.loc["loss/total", "best"] == 1.0 and table.loc["loss/total", "best_step"] == 2
+    assert table.loc["eval/reward", "best"] == 0.7 and table.loc["eval/reward", "best_step"] == 2
+    assert viz.final_and_best(df, keys=["eval/reward"])["key"].tolist() == ["eval/reward"]
+
+
+def test_eta() -> None:
+    assert viz.eta_seconds(0, 10, 5.0) is None
+    assert viz.eta_seconds(5, 20, 10.0) == pytest.approx(30.0)
+    assert viz.eta_seconds(20, 20, 10.0) == 0.0
