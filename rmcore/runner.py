@@ -1,0 +1,280 @@
+"""Run training in background threads, one queue per device, and wire it to the run store.
+
+The app gets one process-wide Runner (``get_runner``, wrapped in ``st.cache_resource``);
+pages submit configs, stop runs and read status here, and read everything else from the
+store. Nothing in this module touches Streamlit: worker threads talk to the UI only
+through the SQLite store, which the pages poll.
+
+A run's life: queued -> preparing (thread started; trainer progress messages) -> running
+(first step recorded) -> done | stopped | failed. A run whose thread is gone without a
+final status (the process died) is marked interrupted by the next Runner on that store.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+import traceback as traceback_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rmcore.config import RewardModelConfig, TrainConfig
+from rmcore.errors import ConfigError, RmcoreError
+from rmcore.events import ProgressReport, StepReport
+from rmcore.store import TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
+
+# kind -> fn(config, on_step, should_stop, on_progress, run_dir); the trainer's return value is ignored.
+TrainFn = Callable[..., Any]
+OOM_HINT = " — try a smaller batch, fewer samples per prompt or fewer new tokens."
+PROGRESS_INTERVAL_S = 0.5  # at most 2 progress writes per second per run
+
+# Run ids owned by live runner threads of this process, across Runner instances: when the
+# app's cached runner is rebuilt, the old runner's threads run on, and the new one must not
+# mark their runs interrupted.
+_LIVE_IDS: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _train_policy(config: TrainConfig, on_step, should_stop, on_progress, run_dir: Path) -> Any:
+    from rmcore.trainer import train  # heavy (transformers); only when a run starts
+    return train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress,
+                 run_dir=run_dir)
+
+
+def _train_reward_model(config: RewardModelConfig, on_step, should_stop, on_progress,
+                        run_dir: Path) -> Any:
+    from rmcore.rm_trainer import train_reward_model
+    return train_reward_model(config, on_step=on_step, should_stop=should_stop,
+                              on_progress=on_progress, run_dir=run_dir)
+
+
+DEFAULT_TRAIN_FNS: dict[str, TrainFn] = {"policy": _train_policy, "reward_model": _train_reward_model}
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> cuda > mps > cpu, as TrainConfig.device documents; other names unchanged."""
+    if device != "auto":
+        return device
+    import torch
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the user: our own errors verbatim, others prefixed by their type."""
+    text = str(exc) if isinstance(exc, RmcoreError) else f"{type(exc).__name__}: {exc}"
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    torch = sys.modules.get("torch")  # an OOM means torch is loaded; never import it here
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
+        text += OOM_HINT
+    return text
+
+
+def _leave_a_core_for_the_ui() -> None:
+    """Cap torch's intra-op threads at cpu_count - 1 so the Streamlit server stays responsive.
+
+    Training in a thread shares the process (and the GIL) with the UI; with every core
+    busy in matmuls, page reruns stall. torch is imported here anyway to resolve "auto"
+    devices. Only ever lowers the count, once per process.
+    """
+    import torch
+    wanted = max(1, (os.cpu_count() or 1) - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+
+
+@dataclass
+class _Job:
+    run_id: str
+    kind: str
+    config: TrainConfig | RewardModelConfig
+    device: str
+    status: str = "queued"
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class Runner:
+    """Queue, start, stop and watch training runs; at most max_concurrent per device."""
+
+    def __init__(self, runs_dir: str | Path | None = None, *, max_concurrent: int = 1,
+                 train_fns: dict[str, TrainFn] | None = None) -> None:
+        if max_concurrent < 1:
+            raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}.")
+        self.store = RunStore(runs_dir)
+        self.max_concurrent = max_concurrent
+        self.train_fns = {**DEFAULT_TRAIN_FNS, **(train_fns or {})}
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}  # queued or running in this runner
+        self._queues: dict[str, collections.deque[_Job]] = collections.defaultdict(collections.deque)
+        self._running: dict[str, set[str]] = collections.defaultdict(set)
+        _leave_a_core_for_the_ui()
+        with _LIVE_LOCK:
+            live = set(_LIVE_IDS)
+        self.store.mark_interrupted(except_ids=live)
+
+    # --- control
+
+    def submit(self, config: TrainConfig | RewardModelConfig, name: str = "") -> str:
+        """Validate, record the run as queued, and start it when its device has a free slot."""
+        if isinstance(config, TrainConfig):
+            kind = "policy"
+        elif isinstance(config, RewardModelConfig):
+            kind = "reward_model"
+        else:
+            raise ConfigError(f"A run needs a TrainConfig or RewardModelConfig, got {type(config).__name__}.")
+        config.validate()
+        if kind not in self.train_fns:
+            raise ConfigError(f"No trainer for runs of kind {kind!r}.")
+        device = resolve_device(config.device)
+        run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
+                                       total_steps=config.steps, device=device)
+        job = _Job(run_id, kind, config, device)
+        with _LIVE_LOCK:
+            _LIVE_IDS.add(run_id)
+        with self._lock:
+            self._jobs[run_id] = job
+            self._queues[device].append(job)
+            self._start_ready(device)
+        return run_id
+
+    def stop(self, run_id: str) -> bool:
+        """Ask a run to stop; a queued run is dropped at once. False if it is not live here."""
+        validate_run_id(run_id)
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return False
+            job.stop_event.set()
+            queued = job in self._queues[job.device]
+            if queued:
+                self._queues[job.device].remove(job)
+                del self._jobs[run_id]
+        if queued:
+            self.store.set_status(run_id, "stopped", message="Stopped before it started.")
+            _forget(run_id)
+        return True
+
+    def stop_all(self) -> None:
+        with self._lock:
+            run_ids = list(self._jobs)
+        for run_id in run_ids:
+            self.stop(run_id)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop every run and wait up to timeout seconds; True if all threads ended."""
+        self.stop_all()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [job.thread for job in self._jobs.values() if job.thread is not None]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
+
+    # --- status
+
+    def status(self, run_id: str) -> str:
+        return self.store.get_run(run_id)["status"]
+
+    def is_live(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._jobs
+
+    def queue_position(self, run_id: str) -> int | None:
+        """0 while it runs, 1 for the next in its device's queue, None if not live here."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            return None if job is None else self._position(job)
+
+    def active(self) -> list[dict[str, Any]]:
+        """Live runs for the sidebar: run_id, status, device, position (0 = running)."""
+        with self._lock:
+            return [{"run_id": job.run_id, "status": job.status, "device": job.device,
+                     "position": self._position(job)} for job in self._jobs.values()]
+
+    def _position(self, job: _Job) -> int:
+        """Call with self._lock held."""
+        if job.run_id in self._running[job.device]:
+            return 0
+        return list(self._queues[job.device]).index(job) + 1
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> str:
+        """Block until the run reaches a terminal status or timeout; return the status then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(run_id)
+            if status in TERMINAL_STATUSES or time.monotonic() >= deadline:
+                return status
+            time.sleep(0.02)
+
+    # --- workers
+
+    def _start_ready(self, device: str) -> None:
+        """Start queued jobs while the device has free slots; call with self._lock held."""
+        queue, running = self._queues[device], self._running[device]
+        while queue and len(running) < self.max_concurrent:
+            job = queue.popleft()
+            running.add(job.run_id)
+            job.status = "preparing"
+            job.thread = threading.Thread(target=self._work, args=(job,), daemon=True,
+                                          name=f"rmcore-run-{job.run_id}")
+            job.thread.start()
+
+    def _work(self, job: _Job) -> None:
+        """Thread target: train, then record how it ended; never lets an exception escape."""
+        run_id, store = job.run_id, self.store
+        last_progress = {"time": 0.0, "stage": ""}
+
+        def on_progress(report: ProgressReport) -> None:
+            now = time.monotonic()
+            if report.stage == last_progress["stage"] and now - last_progress["time"] < PROGRESS_INTERVAL_S:
+                return
+            last_progress.update(time=now, stage=report.stage)
+            store.set_status(run_id, "preparing", message=report.message)
+
+        def on_step(report: StepReport) -> None:
+            store.record_step(run_id, report)
+            job.status = "running"
+
+        try:
+            store.set_status(run_id, "preparing", message="Starting…")
+            run_dir = store.run_dir(run_id)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.train_fns[job.kind](job.config, on_step, job.stop_event.is_set, on_progress, run_dir)
+            final = "stopped" if job.stop_event.is_set() else "done"
+            store.set_status(run_id, final, message="")
+        except BaseException as exc:  # the app must keep serving whatever the trainer raised
+            try:
+                store.set_status(run_id, "failed", error=failure_message(exc),
+                                 traceback=traceback_module.format_exc())
+            except Exception:
+                traceback_module.print_exc()
+        finally:
+            with self._lock:
+                self._running[job.device].discard(run_id)
+                self._jobs.pop(run_id, None)
+                self._start_ready(job.device)
+            _forget(run_id)
+
+
+def _forget(run_id: str) -> None:
+    with _LIVE_LOCK:
+        _LIVE_IDS.discard(run_id)
+
+
+_RUNNERS: dict[Path, Runner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+def get_runner(runs_dir: str | Path | None = None) -> Runner:
+    """The process-wide Runner for a runs folder (default: default_runs_dir())."""
+    key = Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve()
+    with _RUNNERS_LOCK:
+        if key not in _RUNNERS:
+            _RUNNERS[key] = Runner(key)
+        return _RUNNERS[key]

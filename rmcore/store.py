@@ -1,0 +1,468 @@
+"""The run store: one SQLite database (WAL mode) under the runs directory.
+
+Training threads write, Streamlit pages and the CLI read, and several processes (the app
+and a ``python -m rmcore train`` beside it) may write the same file at once. That works
+because WAL lets readers run during a write, every write is one short ``BEGIN IMMEDIATE``
+transaction (it takes the write lock up front, so SQLite's busy handler can wait for it
+instead of failing a deferred lock upgrade with SQLITE_BUSY), ``busy_timeout`` is 15 s,
+and a write that still meets "database is locked" is retried with backoff.
+
+Connections come from a small pool, borrowed for one call and returned, so any thread may
+use the store, concurrent readers never queue behind a writer, and finished training
+threads leave no open connections behind.
+
+Tables: runs (one row per run), metrics (long format, one row per step and key),
+sample_rewards (one row per sample and reward term, for distributions), generations and
+checkpoints (``save_pretrained`` folders under ``runs_dir/<run id>/``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+from rmcore.errors import ConfigError
+from rmcore.events import StepReport
+
+if TYPE_CHECKING:  # pandas is imported lazily: the training hot path never needs it
+    import pandas as pd
+
+T = TypeVar("T")
+_time_now = time.time  # record_step's `time` argument shadows the module inside it
+KINDS = ("policy", "reward_model")
+STATUSES = ("queued", "preparing", "running", "done", "failed", "stopped", "interrupted")
+ACTIVE_STATUSES = ("queued", "preparing", "running")
+TERMINAL_STATUSES = ("done", "failed", "stopped", "interrupted")
+EXPORT_FORMATS = ("csv", "parquet")
+# The metric contract with the trainers, used by list_runs' summary columns.
+EVAL_REWARD_KEY = "eval/reward"
+FINAL_LOSS_KEY = "loss/total"
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Whole words only: "hf_token" and "api_key" are secrets, "max_new_tokens" is not.
+_SECRET_KEY = re.compile(r"(^|[_.-])(token|secret|password|api[_-]?key)($|[_.-])", re.IGNORECASE)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT, kind TEXT, status TEXT, config TEXT,
+    created REAL, started REAL, finished REAL, total_steps INTEGER, last_step INTEGER,
+    message TEXT, error TEXT, traceback TEXT, device TEXT, pid INTEGER);
+CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, step INTEGER, key TEXT, value REAL, time REAL);
+CREATE INDEX IF NOT EXISTS metrics_run_key_step ON metrics (run_id, key, step);
+CREATE TABLE IF NOT EXISTS sample_rewards (run_id TEXT, step INTEGER, term TEXT, idx INTEGER, value REAL);
+CREATE INDEX IF NOT EXISTS sample_rewards_run_term_step ON sample_rewards (run_id, term, step);
+CREATE TABLE IF NOT EXISTS generations (run_id TEXT, step INTEGER, split TEXT, idx INTEGER,
+    prompt TEXT, completion TEXT, reference TEXT, reward REAL, terms TEXT);
+CREATE INDEX IF NOT EXISTS generations_run_step ON generations (run_id, step);
+CREATE TABLE IF NOT EXISTS checkpoints (run_id TEXT, step INTEGER, path TEXT);
+CREATE INDEX IF NOT EXISTS checkpoints_run_step ON checkpoints (run_id, step);
+"""
+
+
+def default_runs_dir() -> Path:
+    """``$RMCORE_RUNS_DIR`` if set, else ``./runs``."""
+    return Path(os.environ.get("RMCORE_RUNS_DIR") or "runs")
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return run_id if it is a safe folder name; raise ConfigError otherwise.
+
+    Run ids arrive from URLs and the CLI and become folder names, so this is the path
+    traversal guard: no separators, no "..", no leading dot, at most 128 characters.
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise ConfigError(f"Invalid run id {run_id!r}: use letters, digits, '_', '.' and '-' only.")
+    return run_id
+
+
+def new_run_id(name_hint: str) -> str:
+    """A sortable, readable, unique id such as ``20261122-045812-grpo-3fa2``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name_hint.lower()).strip("-")[:40].strip("-") or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+def redact_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """Copy of config with non-empty string values of secret-looking keys replaced by "***"."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out[key] = redact_secrets(value)
+        elif _SECRET_KEY.search(str(key)) and isinstance(value, str) and value:
+            out[key] = "***"
+        else:
+            out[key] = value
+    return out
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists (POSIX ``kill(pid, 0)``).
+
+    On Windows ``os.kill`` would terminate the process, so there every other process is
+    assumed alive. A recycled pid also reads as alive; both err on the side of "running".
+    """
+    if not pid or pid < 0:
+        return False
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class RunStore:
+    """Read and write runs in ``runs_dir/rmcore.db``; safe across threads and processes."""
+
+    def __init__(self, runs_dir: str | Path | None = None) -> None:
+        self.runs_dir = Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.runs_dir / "rmcore.db"
+        self._pool: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._write(_create_schema, transaction=False)
+
+    # --- connections and transactions
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; we open them ourselves.
+        conn = sqlite3.connect(self.db_path, timeout=15.0, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 15000")
+        _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        # NORMAL is durable against an app crash in WAL mode and skips an fsync per commit.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
+        conn = conn or self._connect()
+        try:
+            yield conn
+        finally:
+            with self._pool_lock:
+                self._pool.append(conn)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], transaction: bool = True) -> T:
+        def attempt() -> T:
+            with self._connection() as conn:
+                if not transaction:
+                    return fn(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        return _retry(attempt)
+
+    def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        with self._connection() as conn:
+            return _retry(lambda: conn.execute(sql, params).fetchall())
+
+    def _frame(self, sql: str, params: tuple | list, columns: list[str]) -> "pd.DataFrame":
+        import pandas as pd
+        return pd.DataFrame(self._rows(sql, params), columns=columns)
+
+    def close(self) -> None:
+        """Close pooled connections (a later call opens new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.close()
+
+    # --- writers
+
+    def create_run(self, *, kind: str, config: dict[str, Any], name: str = "",
+                   total_steps: int = 0, status: str = "queued", device: str = "") -> str:
+        """Insert a run owned by this process; secrets in config are stored as "***"."""
+        if kind not in KINDS:
+            raise ConfigError(f"Run kind must be one of {', '.join(KINDS)}; got {kind!r}.")
+        _check_status(status)
+        hint = name or str(config.get("loss") or kind)
+        run_id = new_run_id(hint)
+        name = name or f"{hint} {time.strftime('%H:%M:%S')}"
+        row = (run_id, name, kind, status, json.dumps(redact_secrets(config), default=str),
+               time.time(), int(total_steps), 0, device, os.getpid())
+        self._write(lambda c: c.execute(
+            "INSERT INTO runs (id, name, kind, status, config, created, total_steps, last_step,"
+            " device, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+        return run_id
+
+    def set_status(self, run_id: str, status: str, *, message: str | None = None,
+                   error: str | None = None, traceback: str | None = None) -> None:
+        """Change status; stamps started on first preparing/running, finished when terminal."""
+        _check_status(status)
+        now = time.time()
+        started = now if status in ("preparing", "running") else None
+        finished = now if status in TERMINAL_STATUSES else None
+        self._write(lambda c: c.execute(
+            "UPDATE runs SET status = ?, started = COALESCE(started, ?),"
+            " finished = COALESCE(?, finished), message = COALESCE(?, message),"
+            " error = COALESCE(?, error), traceback = COALESCE(?, traceback) WHERE id = ?",
+            (status, started, finished, message, error, traceback, validate_run_id(run_id))))
+
+    def set_message(self, run_id: str, message: str) -> None:
+        self._write(lambda c: c.execute("UPDATE runs SET message = ? WHERE id = ?",
+                                        (message, validate_run_id(run_id))))
+
+    def record_step(self, run_id: str, report: StepReport, time: float | None = None) -> None:
+        """Write one step (metrics, sample rewards, generations, checkpoint) in one transaction.
+
+        The first step also flips a queued/preparing run to running and clears its message,
+        so a trainer driven without the runner (the CLI) gets the same status flow.
+        """
+        now = _time_now() if time is None else time
+        step = int(report.step)
+        metrics = [(run_id, step, key, float(value), now) for key, value in report.metrics.items()]
+        rewards = [(run_id, step, term, idx, float(value))
+                   for term, values in report.sample_rewards.items()
+                   for idx, value in enumerate(values)]
+        generations = [(run_id, step, g.get("split", "train"), idx, g.get("prompt", ""),
+                        g.get("completion", ""), g.get("reference", ""),
+                        None if g.get("reward") is None else float(g["reward"]),
+                        json.dumps({k: float(v) for k, v in (g.get("terms") or {}).items()}))
+                       for idx, g in enumerate(report.generations)]
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
+            c.executemany("INSERT INTO sample_rewards VALUES (?, ?, ?, ?, ?)", rewards)
+            c.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", generations)
+            if report.checkpoint:
+                c.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (run_id, step, str(report.checkpoint)))
+            c.execute(
+                "UPDATE runs SET last_step = ?, total_steps = ?,"
+                " message = CASE WHEN status IN ('queued', 'preparing') THEN '' ELSE message END,"
+                " started = COALESCE(started, ?),"
+                " status = CASE WHEN status IN ('queued', 'preparing') THEN 'running' ELSE status END"
+                " WHERE id = ?", (step, int(report.total_steps), now, run_id))
+
+        validate_run_id(run_id)
+        self._write(write)
+
+    def mark_interrupted(self, except_ids: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Mark runs left queued/preparing/running by a process that can no longer run them.
+
+        A run is orphaned when its pid is dead (the app or CLI that owned it exited), or when
+        its pid is this very process but it is not in except_ids, the runs that live runner
+        threads of this process own (a restarted runner in the same server). A CLI run in
+        another live process is left alone. Returns the ids marked, which get status
+        'interrupted', a finished time and an explanatory message.
+        """
+        me = os.getpid()
+        rows = self._rows("SELECT id, pid FROM runs WHERE status IN ('queued', 'preparing', 'running')")
+        orphans = [run_id for run_id, pid in rows
+                   if run_id not in except_ids and (pid == me or not pid_alive(pid))]
+        for run_id in orphans:
+            self.set_status(run_id, "interrupted",
+                            message="The process running it stopped before it finished.")
+        return orphans
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run's rows and its folder; refuses while it is queued or running."""
+        status = self.get_run(run_id)["status"]
+        if status in ACTIVE_STATUSES:
+            raise ConfigError(f"Run {run_id} is {status}; stop it before deleting it.")
+
+        def delete(c: sqlite3.Connection) -> None:
+            for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
+                c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+        self._write(delete)
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # --- readers
+
+    def run_dir(self, run_id: str) -> Path:
+        """``runs_dir/run_id``, guaranteed to stay inside runs_dir (not created here)."""
+        path = (self.runs_dir / validate_run_id(run_id)).resolve()
+        if path.parent != self.runs_dir:
+            raise ConfigError(f"Invalid run id {run_id!r}: it points outside the runs folder.")
+        return path
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row as a dict, config parsed; ConfigError if there is no such run."""
+        validate_run_id(run_id)
+        with self._connection() as conn:
+            cursor = _retry(lambda: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+        if row is None:
+            raise ConfigError(f"No run with id {run_id!r} in {self.runs_dir}.")
+        run = dict(zip(names, row))
+        run["config"] = json.loads(run["config"] or "{}")
+        return run
+
+    def list_runs(self) -> "pd.DataFrame":
+        """One row per run, newest first, with summary columns for the runs table."""
+        rows = self._rows(
+            "SELECT id, name, kind, status, config, total_steps, last_step, created, started,"
+            " finished, message, error, device,"
+            " (SELECT MAX(value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?),"
+            " (SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = ?"
+            "  ORDER BY step DESC LIMIT 1)"
+            " FROM runs r ORDER BY created DESC, id DESC", (EVAL_REWARD_KEY, FINAL_LOSS_KEY))
+        now = time.time()
+        records = []
+        for (run_id, name, kind, status, config, steps, last_step, created, started, finished,
+             message, error, device, best_eval, final_loss) in rows:
+            cfg = json.loads(config or "{}")
+            end = finished if finished is not None else now
+            records.append({
+                "id": run_id, "name": name, "kind": kind, "status": status,
+                "loss": cfg.get("loss"), "backbone": cfg.get("backbone"), "task": cfg.get("task"),
+                "steps": steps, "last_step": last_step, "created": created, "started": started,
+                "finished": finished, "duration_s": None if started is None else end - started,
+                "message": message, "error": error, "device": device,
+                "best_eval_reward": best_eval, "final_loss": final_loss})
+        import pandas as pd
+        return pd.DataFrame(records, columns=_LIST_COLUMNS)
+
+    def metrics(self, run_ids: list[str], keys: list[str] | None = None) -> "pd.DataFrame":
+        """Long-format metrics of several runs: columns run_id, step, key, value, time."""
+        ids = [validate_run_id(r) for r in run_ids]
+        sql = f"SELECT run_id, step, key, value, time FROM metrics WHERE run_id IN ({_marks(ids)})"
+        params: list[Any] = list(ids)
+        if keys is not None:
+            sql += f" AND key IN ({_marks(keys)})"
+            params += list(keys)
+        sql += " ORDER BY run_id, key, step"
+        return self._frame(sql, params, ["run_id", "step", "key", "value", "time"])
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        rows = self._rows("SELECT DISTINCT key FROM metrics WHERE run_id = ? ORDER BY key",
+                          (validate_run_id(run_id),))
+        return [key for (key,) in rows]
+
+    def sample_rewards(self, run_id: str, term: str = "total",
+                       steps: list[int] | None = None) -> "pd.DataFrame":
+        """Per-sample rewards of one term: columns step, idx, value."""
+        sql = "SELECT step, idx, value FROM sample_rewards WHERE run_id = ? AND term = ?"
+        params: list[Any] = [validate_run_id(run_id), term]
+        if steps is not None:
+            sql += f" AND step IN ({_marks(steps)})"
+            params += [int(s) for s in steps]
+        return self._frame(sql + " ORDER BY step, idx", params, ["step", "idx", "value"])
+
+    def generations(self, run_id: str, step: int | None = None,
+                    split: str | None = None) -> "pd.DataFrame":
+        """Stored generations; the terms column holds dicts {term: value}."""
+        sql = ("SELECT step, split, idx, prompt, completion, reference, reward, terms"
+               " FROM generations WHERE run_id = ?")
+        params: list[Any] = [validate_run_id(run_id)]
+        if step is not None:
+            sql += " AND step = ?"
+            params.append(int(step))
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        frame = self._frame(sql + " ORDER BY step, split, idx", params, _GENERATION_COLUMNS)
+        frame["terms"] = [json.loads(t or "{}") for t in frame["terms"]]
+        return frame
+
+    def generation_steps(self, run_id: str) -> list[int]:
+        rows = self._rows("SELECT DISTINCT step FROM generations WHERE run_id = ? ORDER BY step",
+                          (validate_run_id(run_id),))
+        return [step for (step,) in rows]
+
+    def checkpoints(self, run_id: str) -> list[tuple[int, str]]:
+        rows = self._rows("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step",
+                          (validate_run_id(run_id),))
+        return [(step, path) for step, path in rows]
+
+    def latest_checkpoint(self, run_id: str) -> str | None:
+        found = self.checkpoints(run_id)
+        return found[-1][1] if found else None
+
+    # --- export
+
+    def export(self, run_id: str, fmt: str, out_dir: Path | None = None) -> list[Path]:
+        """Write run_config.json and metrics / sample_rewards / generations as csv or parquet."""
+        if fmt not in EXPORT_FORMATS:
+            raise ConfigError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}.")
+        run = self.get_run(run_id)
+        out = Path(out_dir) if out_dir is not None else self.run_dir(run_id) / "export"
+        out.mkdir(parents=True, exist_ok=True)
+        config_path = out / "run_config.json"
+        config_path.write_text(json.dumps(run, indent=2, default=str))
+        generations = self.generations(run_id)
+        generations["terms"] = [json.dumps(t) for t in generations["terms"]]  # flat files need text
+        tables = {
+            "metrics": self.metrics([run_id]),
+            "sample_rewards": self._frame(
+                "SELECT step, term, idx, value FROM sample_rewards WHERE run_id = ?"
+                " ORDER BY step, term, idx", (run_id,), ["step", "term", "idx", "value"]),
+            "generations": generations,
+        }
+        paths = [config_path]
+        for table, frame in tables.items():
+            path = out / f"{table}.{fmt}"
+            if fmt == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_parquet(path, index=False)
+            paths.append(path)
+        return paths
+
+    def export_bytes(self, run_id: str, fmt: str) -> bytes:
+        """The export files zipped in memory, for a download button."""
+        buffer = io.BytesIO()
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in self.export(run_id, fmt, Path(tmp)):
+                zf.write(path, arcname=f"{run_id}/{path.name}")
+        return buffer.getvalue()
+
+
+_LIST_COLUMNS = ["id", "name", "kind", "status", "loss", "backbone", "task", "steps", "last_step",
+                 "created", "started", "finished", "duration_s", "message", "error", "device",
+                 "best_eval_reward", "final_loss"]
+_GENERATION_COLUMNS = ["step", "split", "idx", "prompt", "completion", "reference", "reward", "terms"]
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(_SCHEMA)
+
+
+def _marks(values: list) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ConfigError(f"Run status must be one of {', '.join(STATUSES)}; got {status!r}.")
+
+
+def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
+    """Call fn, retrying with backoff when SQLite says the database is locked or busy.
+
+    busy_timeout already waits 15 s for the write lock; this covers the cases where SQLite
+    returns SQLITE_BUSY without calling the busy handler (e.g. switching to WAL mode).
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
