@@ -14,6 +14,7 @@ Everything draws from `random.Random(seed)`: the same seed gives identical data.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -112,93 +113,64 @@ def _extras(rng: random.Random) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class EventSpec:
-    """How one event type is generated: entity kind, key number, (lead, summary) templates.
+    """How one event type is generated: entity kind, key number, templates.
 
-    Each summary template is its lead with the date/place clause dropped, so the facts and
-    their wording carry over; `other` is a second name of the same kind (target, rival).
+    A template writes the lead; its [bracketed] date/place clauses are dropped to give the
+    summary, so the summary keeps the lead's facts and wording (copyable by a small model).
+    `other_kind` names a second entity of the event (acquired firm, rival team, opponent).
     """
     entity_kind: str
     number: Callable[[random.Random], str]
-    templates: tuple[tuple[str, str], ...]
+    templates: tuple[str, ...]
     other_kind: str = ""
 
 
 EVENTS: dict[str, EventSpec] = {
     "earnings": EventSpec("company", _money, (
-        ("{entity} reported quarterly revenue of {number} on {day}, {direction} {pct} from a year earlier.",
-         "{entity} reported quarterly revenue of {number}, {direction} {pct} from a year earlier."),
-        ("{entity} said on {day} that its quarterly profit rose to {number}, beating analyst forecasts.",
-         "{entity} said its quarterly profit rose to {number}, beating analyst forecasts."),
-        ("Quarterly sales at {entity} climbed to {number}, the {place}-based company said on {day}.",
-         "Quarterly sales at {entity} climbed to {number}, the {place}-based company said."))),
+        "{entity} reported quarterly revenue of {number}[ on {day}], {direction} {pct} from a year earlier.",
+        "{entity} said[ on {day} that] its quarterly profit rose to {number}, beating analyst forecasts.",
+        "Quarterly sales at {entity} climbed to {number}, the {place}-based company said[ on {day}].")),
     "acquisition": EventSpec("company", _money, (
-        ("{entity} agreed on {day} to buy {other} for {number}, creating one of the largest firms in {place}.",
-         "{entity} agreed to buy {other} for {number}, creating one of the largest firms in {place}."),
-        ("{entity} will acquire rival {other} in a {number} deal, the companies announced on {day}.",
-         "{entity} will acquire rival {other} in a {number} deal, the companies announced."),
-        ("{entity} is buying {other} in a deal worth {number}, the two companies said in {place} on {day}.",
-         "{entity} is buying {other} in a deal worth {number}, the two companies said.")), "company"),
+        "{entity} agreed[ on {day}] to buy {other} for {number}, creating one of the largest firms in {place}.",
+        "{entity} will acquire rival {other} in a {number} deal, the companies announced[ on {day}].",
+        "{entity} is buying {other} in a deal worth {number}, the two companies said[ in {place} on {day}]."),
+        "company"),
     "launch": EventSpec("company", _price, (
-        ("{entity} launched the {product} on {day}, with a starting price of {number}.",
-         "{entity} launched the {product}, with a starting price of {number}."),
-        ("{entity} unveiled its new {product} in {place} on {day} and said it will sell for {number}.",
-         "{entity} unveiled its new {product}, which will sell for {number}."),
-        ("The {product} from {entity} goes on sale in {place} on {day} for {number}.",
-         "The {product} from {entity} goes on sale on {day} for {number}."))),
+        "{entity} launched the {product}[ on {day}], with a starting price of {number}.",
+        "{entity} unveiled its new {product}[ in {place} on {day}], which will sell for {number}.",
+        "The {product} from {entity} goes on sale[ in {place}] on {day} for {number}.")),
     "layoffs": EventSpec("company", _count("jobs", 120, 4000, 10), (
-        ("{entity} said on {day} it will cut {number} at its {place} operations as demand slows.",
-         "{entity} will cut {number} at its {place} operations as demand slows."),
-        ("{entity} is eliminating {number} worldwide, chief executive {person} told staff on {day}.",
-         "{entity} is eliminating {number} worldwide, chief executive {person} told staff."),
-        ("About {number} will be lost at {entity} after the company closed its {place} plant on {day}.",
-         "About {number} will be lost at {entity} after the company closed its {place} plant."))),
+        "{entity}[ said on {day} it] will cut {number} at its {place} operations as demand slows.",
+        "{entity} is eliminating {number} worldwide, chief executive {person} told staff[ on {day}].",
+        "About {number} will be lost at {entity} after the company closed its {place} plant[ on {day}].")),
     "weather": EventSpec("city", _count("degrees", 30, 46, 1), (
-        ("Temperatures in {entity} reached {number} on {day}, the highest reading this year.",
-         "Temperatures in {entity} reached {number}, the highest reading this year."),
-        ("A heat wave pushed {entity} to {number} on {day}, and officials opened cooling centres.",
-         "A heat wave pushed {entity} to {number}, and officials opened cooling centres."),
-        ("Forecasters in {entity} warned on {day} that temperatures could hit {number} this weekend.",
-         "Forecasters in {entity} warned that temperatures could hit {number} this weekend."))),
+        "Temperatures in {entity} reached {number}[ on {day}], the highest reading this year.",
+        "A heat wave pushed {entity} to {number}[ on {day}], and officials opened cooling centres.",
+        "Forecasters in {entity} warned[ on {day}] that temperatures could hit {number} this weekend.")),
     "sports": EventSpec("team", _score, (
-        ("The {entity} beat the {other} {number} on {day} to reach the cup final.",
-         "The {entity} beat the {other} {number} to reach the cup final."),
-        ("The {entity} won {number} against the {other} in {place} on {day}, their third win in a row.",
-         "The {entity} won {number} against the {other}, their third win in a row."),
-        ("A late goal gave the {entity} a {number} victory over the {other} on {day}.",
-         "A late goal gave the {entity} a {number} victory over the {other}.")), "team"),
+        "The {entity} beat the {other} {number}[ on {day}] to reach the cup final.",
+        "The {entity} won {number} against the {other}[ in {place} on {day}], their third win in a row.",
+        "A late goal gave the {entity} a {number} victory over the {other}[ on {day}]."), "team"),
     "election": EventSpec("person", _percent(51, 72), (
-        ("{entity} won the mayoral election in {place} on {day} with {number} of the vote.",
-         "{entity} won the mayoral election in {place} with {number} of the vote."),
-        ("Voters in {place} elected {entity} as governor on {day} with {number} of ballots, ahead of {other}.",
-         "Voters in {place} elected {entity} as governor with {number} of ballots, ahead of {other}."),
-        ("{entity} defeated {other} in the {place} council race on {day}, taking {number} of the vote.",
-         "{entity} defeated {other} in the {place} council race, taking {number} of the vote.")), "person"),
+        "{entity} won the mayoral election in {place}[ on {day}] with {number} of the vote.",
+        "Voters in {place} elected {entity} as governor[ on {day}] with {number} of ballots, ahead of {other}.",
+        "{entity} defeated {other} in the {place} council race[ on {day}], taking {number} of the vote."),
+        "person"),
     "science": EventSpec("institute", _percent(12, 64), (
-        ("Researchers at {entity} said on {day} that {subject} {effect} by {number} in early trials.",
-         "Researchers at {entity} said {subject} {effect} by {number} in early trials."),
-        ("A study from {entity}, published on {day}, found that {subject} {effect} by {number}.",
-         "A study from {entity} found that {subject} {effect} by {number}."),
-        ("Scientists at {entity} reported on {day} that {subject} {effect} by {number}.",
-         "Scientists at {entity} reported that {subject} {effect} by {number}."))),
+        "Researchers at {entity} said[ on {day} that] {subject} {effect} by {number} in early trials.",
+        "A study from {entity}[, published on {day},] found that {subject} {effect} by {number}.",
+        "Scientists at {entity} reported[ on {day}] that {subject} {effect} by {number}.")),
     "funding": EventSpec("company", _round_size, (
-        ("{entity}, a start-up based in {place}, raised {number} in a round led by {other} on {day}.",
-         "{entity}, a start-up based in {place}, raised {number} in a round led by {other}."),
-        ("{entity} said on {day} it had raised {number} from investors including {other}.",
-         "{entity} said it had raised {number} from investors including {other}."),
-        ("Investors led by {other} put {number} into {entity}, the company said on {day}.",
-         "Investors led by {other} put {number} into {entity}, the company said.")), "company"),
+        "{entity}, a start-up based in {place}, raised {number} in a round led by {other}[ on {day}].",
+        "{entity} said[ on {day}] it had raised {number} from investors including {other}.",
+        "Investors led by {other} put {number} into {entity}, the company said[ on {day}]."), "company"),
     "recall": EventSpec("company", _count("vehicles", 5000, 400000, 500), (
-        ("{entity} is recalling {number} over a {fault}, regulators in {place} said on {day}.",
-         "{entity} is recalling {number} over a {fault}, regulators said."),
-        ("Regulators ordered {entity} on {day} to recall {number} because of a {fault}.",
-         "Regulators ordered {entity} to recall {number} because of a {fault}."),
-        ("{entity} will fix {number} for free after owners in {place} reported a {fault}, it said on {day}.",
-         "{entity} will fix {number} for free after owners reported a {fault}."))),
+        "{entity} is recalling {number} over a {fault}, regulators[ in {place}] said[ on {day}].",
+        "Regulators ordered {entity}[ on {day}] to recall {number} because of a {fault}.",
+        "{entity} will fix {number} for free after owners[ in {place}] reported a {fault}[, it said on {day}].")),
     "strike": EventSpec("company", _count("workers", 300, 9000, 50), (
-        ("About {number} at {entity} walked off the job on {day}, demanding higher pay.",
-         "About {number} at {entity} walked off the job, demanding higher pay."),
-        ("A strike by {number} halted production at the {place} plant of {entity} on {day}.",
-         "A strike by {number} halted production at the {place} plant of {entity}."))),
+        "About {number} at {entity} walked off the job[ on {day}], demanding higher pay.",
+        "A strike by {number} halted production at the {place} plant of {entity}[ on {day}].")),
 }
 EVENT_TYPES = tuple(EVENTS)
 
@@ -252,14 +224,15 @@ def make_item(event_type: str, rng: random.Random) -> NewsItem:
         other = NAME_MAKERS[spec.other_kind](rng)
     facts = {**_extras(rng), "entity": entity, "other": other, "number": spec.number(rng),
              "place": _city(rng), "day": rng.choice(DAYS)}
-    lead_template, summary_template = rng.choice(spec.templates)
-    lead = lead_template.format(**facts)
+    template = rng.choice(spec.templates)
+    lead = re.sub(r"[\[\]]", "", template).format(**facts)
+    summary = re.sub(r"\[[^\]]*\]", "", template).format(**facts)
     sentences = [lead] + [d.format(**_distractor_fields(rng))
                           for d in rng.sample(_DISTRACTORS, rng.randint(2, 5))]
     # Drop distractors (never the lead, never below 3 sentences) to bound the prompt length.
     while len(sentences) > 3 and len(" ".join(sentences).split()) > MAX_DOCUMENT_WORDS:
         sentences.pop()
-    return NewsItem(document=" ".join(sentences), summary=summary_template.format(**facts), lead=lead,
+    return NewsItem(document=" ".join(sentences), summary=summary, lead=lead,
                     event_type=event_type, entity=entity, entity_kind=spec.entity_kind,
                     number=facts["number"], other=other, place=facts["place"], day=facts["day"])
 
@@ -307,8 +280,10 @@ def corrupt(item: NewsItem, kind: str, rng: random.Random) -> str:
     if kind == "truncation":
         return " ".join(words[: rng.randint(len(words) // 3, len(words) // 2 + 1)])
     if kind == "off_topic":
-        other_type = rng.choice([e for e in EVENT_TYPES if e != item.event_type])
-        return make_item(other_type, rng).summary
+        while True:
+            other = make_item(rng.choice([e for e in EVENT_TYPES if e != item.event_type]), rng)
+            if other.entity not in item.document and item.entity not in other.summary:
+                return other.summary
     if kind == "invented_detail":
         fields = {k: _fresh(make, rng, item) for k, make in
                   (("person", _person), ("company", _company), ("city", _city))}
@@ -329,10 +304,14 @@ def _split(items: list[NewsItem], rng: random.Random) -> tuple[list[Example], li
 
 
 def load_synth_news(seed: int = 0, n_train: int = 2000, n_eval: int = 200, **_: object) -> TaskData:
-    """The built-in task: `n_train` + `n_eval` items, disjoint documents, with pairs for both."""
-    items = generate_items(n_train + n_eval, seed)
+    """The built-in task: `n_train` + `n_eval` items, disjoint documents, with pairs for both.
+
+    Eval items come first in the stream: generation is sequential, so for a given seed the
+    eval set (and its pairs) stays the same whatever `n_train` is, and runs stay comparable.
+    """
+    items = generate_items(n_eval + n_train, seed)
     # Corruptions draw from their own stream so changing them never changes the documents.
     pair_rng = random.Random(f"synth-news-pairs-{seed}")
-    train, pairs_train = _split(items[:n_train], pair_rng)
-    eval_, pairs_eval = _split(items[n_train:], pair_rng)
+    eval_, pairs_eval = _split(items[:n_eval], pair_rng)
+    train, pairs_train = _split(items[n_eval:], pair_rng)
     return TaskData(name="synth-news", train=train, eval=eval_, pairs_train=pairs_train, pairs_eval=pairs_eval)
