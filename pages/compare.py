@@ -1,0 +1,78 @@
+"""Compare: overlay runs, diff their configs, and read the same eval prompt answered by each."""
+import streamlit as st
+
+from rmcore import viz
+from rmcore.store import ACTIVE_STATUSES
+from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
+from ui.runtime import status_text, store
+from ui.state import seed_from_url, url_list, write_url
+
+SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "loss/total", "policy/kl", "policy/entropy",
+                "gen/response_length", "perf/samples_per_s"]
+PREFERRED_METRICS = ("reward/total", "eval/reward", "loss/total")
+
+st.title("Compare")
+runs = store().list_runs()
+if runs.empty:
+    st.info("No runs yet. Launch some from **Train**, or a one-click experiment on **Home**.")
+    st.stop()
+names = dict(zip(runs["id"], runs["name"]))
+statuses = dict(zip(runs["id"], runs["status"]))
+ids = list(names)
+
+seed_from_url("cmp_runs", url_list("runs"), valid=lambda v: isinstance(v, list) and set(v) <= set(ids),
+              default=ids[:2])
+selected = st.multiselect("Runs", ids, key="cmp_runs", placeholder="Pick runs to compare",
+                          format_func=lambda r: f"{names[r]} · {status_text(statuses[r])} · {r}")
+write_url("cmp_runs", "runs", selected)
+if not selected:
+    st.info("Pick one or more runs above.")
+    st.stop()
+
+configs = {r: store().get_run(r)["config"] for r in selected}
+keys = sorted({k for r in selected for k in store().metric_keys(r)})
+if keys:
+    default_metric = next((k for k in PREFERRED_METRICS if k in keys), keys[0])
+    seed_from_url("cmp_metric", st.query_params.get("metric"), valid=lambda v: v in keys, default=default_metric)
+    metric_col, x_col, smooth_col, log_col = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
+    metric = metric_col.selectbox("Metric", keys, key="cmp_metric")
+    write_url("cmp_metric", "metric", metric)
+    seed_from_url("cmp_x", st.query_params.get("x"), valid=lambda v: v in viz.X_AXES, default="step")
+    x_axis = x_col.segmented_control("x axis", list(viz.X_AXES), key="cmp_x", format_func=viz.X_AXES.get) or "step"
+    write_url("cmp_x", "x", x_axis)
+    smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="cmp_smoothing",
+                                  help="TensorBoard's debiased EMA; the raw line stays faint behind.")
+    log_y = log_col.toggle("Log y", key="cmp_log")
+else:
+    st.info("The selected runs have no metrics yet.")
+
+live = any(statuses[r] in ACTIVE_STATUSES for r in selected)
+
+
+@st.fragment(run_every=2.0 if live else None)
+def overlay() -> None:
+    """The overlaid curves and the final/best table; refreshes while a selected run is live."""
+    if not keys:
+        return
+    metrics = store().metrics(selected)
+    fig = viz.line_figure(metrics, metric, x=x_axis, smoothing=smoothing, log_y=log_y,
+                          uirevision=f"{','.join(sorted(selected))}|{metric}|{x_axis}",
+                          names=names, samples_per_step={r: samples_per_step(c) for r, c in configs.items()})
+    with st.container(key="cmp-chart"):
+        st.plotly_chart(fig, key="cmp-line", width="stretch", config={"displaylogo": False})
+    st.markdown("**Final and best values**")
+    final_table(metrics, [k for k in SUMMARY_KEYS if k in keys] or keys[:8], names)
+
+
+overlay()
+
+st.markdown("**Configs**")
+only_diff = st.toggle("Only fields that differ", value=len(selected) > 1, key="cmp_only_diff")
+diff = viz.config_diff({names[r] + f" ({r[-4:]})": configs[r] for r in selected})
+shown = diff[diff["differs"]] if only_diff else diff
+st.dataframe(shown.drop(columns="differs").style.apply(
+    lambda row: ["background-color: #FFF1C2" if diff.at[row.name, "differs"] else ""] * len(row), axis=1),
+    width="stretch")
+
+reward_distributions(selected, names)
+eval_side_by_side(selected, names)

@@ -1,0 +1,70 @@
+"""Train: configure and launch runs, then watch the selected run learn, live."""
+import streamlit as st
+
+from rmcore.algorithms import POLICY_LOSSES
+from rmcore.config import TrainConfig
+from rmcore.errors import ConfigError, RmcoreError
+from rmcore.store import ACTIVE_STATUSES
+from ui import forms
+from ui.live import live_panel
+from ui.runtime import runner, status_text, store
+from ui.state import seed_from_url, write_url
+
+RUN_KEY = "train_run"
+
+st.title("Train")
+
+# --- the form and the launch buttons
+with st.container(border=True):
+    values = forms.train_form(store().runs_dir / "uploads")
+    launch_col, losses_col, many_col = st.columns([1, 2, 1], vertical_alignment="bottom")
+    launch = launch_col.button("Launch", type="primary", key="launch", icon=":material/rocket_launch:")
+    losses = losses_col.multiselect("Compare losses", list(POLICY_LOSSES), key="cfg.compare_losses",
+                                    format_func=lambda n: POLICY_LOSSES[n].label, persist_state="session",
+                                    placeholder="Pick losses to launch one run each",
+                                    help="Identical runs that differ only in the loss, opened in Compare.")
+    launch_many = many_col.button("Launch one run per loss", key="launch_per_loss")
+
+if launch or launch_many:
+    try:
+        config = TrainConfig.from_dict(values).validate()
+        if launch:
+            st.session_state[RUN_KEY] = runner().submit(config, name=config.name)
+            st.rerun()  # redraw everything, sidebar included, with the new run selected
+        if not losses:
+            raise ConfigError("Pick at least one loss under 'Compare losses' to launch one run per loss.")
+        configs = [config.replace(loss=loss).validate() for loss in losses]  # all valid before any starts
+        names = [f"{config.name} · {POLICY_LOSSES[c.loss].label}" if config.name else "" for c in configs]
+        run_ids = [runner().submit(c, name=n) for c, n in zip(configs, names)]
+        st.switch_page("pages/compare.py", query_params={"runs": ",".join(run_ids)})
+    except RmcoreError as err:
+        st.error(str(err))
+
+# --- the run picker and its controls (outside the polling fragment)
+runs = store().list_runs()
+runs = runs[runs["kind"] == "policy"]
+if runs.empty:
+    st.info("No runs yet: keep the defaults and press **Launch** to watch a model learn.")
+    st.stop()
+labels = {row.id: f"{row.name} · {status_text(row.status)} · {row.id}" for row in runs.itertuples()}
+ids = list(labels)
+seed_from_url(RUN_KEY, st.query_params.get("run"), valid=lambda v: v in labels, default=ids[0])
+pick_col, smooth_col, actions_col = st.columns([3, 1, 2], vertical_alignment="bottom")
+run_id = pick_col.selectbox("Run", ids, key=RUN_KEY, format_func=labels.get)
+write_url(RUN_KEY, "run", run_id)
+smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="train_smoothing",
+                              help="TensorBoard's debiased exponential moving average.")
+run = store().get_run(run_id)
+with actions_col:
+    buttons = st.columns(3)
+    if run["status"] in ACTIVE_STATUSES and buttons[0].button("Stop", key="stop", icon=":material/stop_circle:"):
+        if runner().stop(run_id):
+            st.toast("Stopping: the run ends after its current step.")
+        else:
+            st.warning("This run is not managed by this app (started from the command line?).")
+    buttons[1].button("Reuse settings", key="reuse", on_click=forms.fill_form, args=(run["config"],),
+                      help="Load this run's configuration into the form above.")
+    buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
+                         query_params={"runs": run_id})
+
+live_panel(run_id, smoothing)

@@ -1,0 +1,207 @@
+"""AppTest for app.py and every page: renders, launches, live panel, compare, runs actions.
+
+Timed fragment reruns are not simulated by AppTest, so live updates are polled with
+repeated ``at.run()``. Runs use the tiny local model from conftest (seconds per run).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rmcore.config import TrainConfig
+from rmcore.events import StepReport
+from rmcore.runner import get_runner
+from rmcore.store import TERMINAL_STATUSES, RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGES = ["pages/home.py", "pages/train.py", "pages/compare.py", "pages/runs.py"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_runner(runs_dir):
+    """A cleared resource cache per test, and no run left going afterwards."""
+    st.cache_resource.clear()
+    yield
+    runner = get_runner(runs_dir)
+    runner.shutdown(timeout=30)
+    st.cache_resource.clear()
+
+
+def tiny(path: str, **changes) -> TrainConfig:
+    return TrainConfig(backbone=path, steps=3, batch_size=2, samples_per_prompt=2, max_new_tokens=8,
+                       eval_every=0, eval_prompts=2, log_generations=2).replace(**changes)
+
+
+def app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(query)
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def fake_run(store: RunStore, loss: str, steps: int = 5) -> str:
+    """A finished run written straight into the store (no training), for Compare and Runs."""
+    run_id = store.create_run(kind="policy", config=TrainConfig(loss=loss, steps=steps).to_dict(), name=loss)
+    store.set_status(run_id, "running")
+    for step in range(1, steps + 1):
+        store.record_step(run_id, StepReport(
+            step, steps, {"loss/total": 1.0 / step, "reward/total": 0.1 * step, "reward/rouge": 0.05 * step},
+            sample_rewards={"total": [0.1 * step, 0.2 * step]},
+            generations=[{"split": "eval", "prompt": "doc\nTL;DR:", "completion": f"{loss} says {step}",
+                          "reference": "ref", "reward": 0.5, "terms": {"rouge": 0.5}}]), time=1000.0 + step)
+    store.set_status(run_id, "done")
+    return run_id
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def decode(array) -> np.ndarray:
+    """Plotly sends numpy arrays as typed-array dicts {dtype, bdata}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array)
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_every_page_renders_without_runs(page) -> None:
+    at = app(page)
+    assert not at.exception
+    if page is None:  # AppTest drops the sidebar after switch_page; the browser test covers it
+        assert "Device" in at.sidebar.caption[0].value
+
+
+def test_every_page_renders_with_runs(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    ids = [fake_run(store, "ppo"), fake_run(store, "grpo")]
+    for page in PAGES:
+        at = app(page)
+        assert not at.exception, page
+    at = app("pages/train.py", run=ids[0])
+    assert at.selectbox(key="train_run").value == ids[0]
+    assert len(plotly_specs(at)) >= 3      # loss, reward, histogram, heatmap
+
+
+def test_launch_from_train_reaches_done_and_draws_live_panel(tiny_lm_path, runs_dir) -> None:
+    at = app("pages/train.py")
+    at.selectbox(key="cfg.backbone_choice").set_value("Other (hub id or local folder)…").run()
+    at.text_input(key="cfg.backbone_custom").set_value(tiny_lm_path)
+    for name, value in {"steps": 3, "batch_size": 2, "samples_per_prompt": 2, "max_new_tokens": 8,
+                        "eval_every": 0, "eval_prompts": 2}.items():
+        at.number_input(key=f"cfg.{name}").set_value(value)
+    at.button(key="launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.selectbox(key="train_run").value
+    assert at.query_params["run"] == run_id
+
+    deadline, status = time.monotonic() + 120, ""
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception
+        status = RunStore(runs_dir).get_run(run_id)["status"]
+        if status in TERMINAL_STATUSES:
+            break
+        time.sleep(0.5)
+    at.run()
+    assert status == "done", RunStore(runs_dir).get_run(run_id).get("error")
+    assert any(m.value == "3 / 3" for m in at.metric)
+    titles = [spec["layout"].get("title", {}).get("text", "") for spec in plotly_specs(at)]
+    assert "Loss" in titles and any(t.startswith("Reward") for t in titles)
+    assert at.dataframe, "the generations table is missing"
+    assert RunStore(runs_dir).get_run(run_id)["config"]["backbone"] == tiny_lm_path
+
+
+def test_bad_config_shows_one_sentence_and_keeps_values() -> None:
+    at = app("pages/train.py")
+    at.number_input(key="cfg.temperature").set_value(0.0)
+    at.number_input(key="cfg.steps").set_value(7)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["temperature must be positive, got 0.0."]
+    assert at.number_input(key="cfg.steps").value == 7
+    assert at.number_input(key="cfg.temperature").value == 0.0
+
+
+def test_launch_one_run_per_loss_opens_compare(tiny_lm_path, runs_dir) -> None:
+    at = app("pages/train.py")
+    at.selectbox(key="cfg.backbone_choice").set_value("Other (hub id or local folder)…").run()
+    at.text_input(key="cfg.backbone_custom").set_value(tiny_lm_path)
+    at.number_input(key="cfg.steps").set_value(2)
+    at.multiselect(key="cfg.compare_losses").set_value(["reinforce", "grpo"])
+    at.button(key="launch_per_loss").click().run()
+    assert not at.exception
+    runs = RunStore(runs_dir).list_runs()
+    assert sorted(runs["loss"]) == ["grpo", "reinforce"]
+    assert set(at.multiselect(key="cmp_runs").value) == set(runs["id"])
+    configs = [RunStore(runs_dir).get_run(r)["config"] for r in runs["id"]]
+    differing = {k for k in configs[0] if configs[0][k] != configs[1][k]}
+    assert differing == {"loss"}
+
+
+def test_compare_draws_one_trace_per_selected_run(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    ids = [fake_run(store, "ppo", steps=6), fake_run(store, "grpo", steps=4), fake_run(store, "rloo")]
+    at = app("pages/compare.py", runs=",".join(ids[:2]), metric="loss/total")
+    assert not at.exception
+    assert at.multiselect(key="cmp_runs").value == ids[:2]
+    line = plotly_specs(at)[0]
+    legend = [t for t in line["data"] if t.get("showlegend", True)]
+    assert sorted(t["meta"] for t in legend) == sorted(ids[:2])
+    lengths = sorted(len(decode(t["y"])) for t in legend)
+    assert lengths == [4, 6]
+    assert line["layout"]["yaxis"]["title"]["text"] == "loss/total"
+    # The config table flags the loss; the eval answers of both runs are side by side.
+    assert any("ppo says" in m.value for m in at.markdown) and any("grpo says" in m.value for m in at.markdown)
+    # Changing the selection updates the URL (a reload keeps it).
+    at.multiselect(key="cmp_runs").set_value(ids).run()
+    assert at.query_params["runs"] == ",".join(ids)
+    assert len([t for t in plotly_specs(at)[0]["data"] if t.get("showlegend", True)]) == 3
+
+
+def test_compare_x_axis_and_log_scale(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    ids = [fake_run(store, "ppo"), fake_run(store, "grpo")]
+    at = app("pages/compare.py", runs=",".join(ids), metric="reward/total", x="time")
+    at.toggle(key="cmp_log").set_value(True).run()
+    line = plotly_specs(at)[0]
+    assert line["layout"]["yaxis"]["type"] == "log"
+    assert line["layout"]["xaxis"]["title"]["text"] == "Wall time (s)"
+    np.testing.assert_allclose(decode(line["data"][0]["x"]), [0, 1, 2, 3, 4])
+
+
+def test_runs_page_delete_with_confirmation_and_open_in_compare(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    ids = [fake_run(store, "ppo"), fake_run(store, "grpo")]
+    at = app("pages/runs.py")
+    at.multiselect(key="runs_pick").set_value([ids[0]]).run()
+    at.button(key="runs_delete").click().run()
+    assert ids[0] in store.list_runs()["id"].tolist()        # nothing deleted before "Yes"
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception
+    assert store.list_runs()["id"].tolist() == [ids[1]]
+    at.multiselect(key="runs_pick").set_value([ids[1]]).run()
+    at.button(key="runs_compare").click().run()
+    assert not at.exception
+    assert at.multiselect(key="cmp_runs").value == [ids[1]]
+
+
+def test_home_quick_tour_queues_three_runs_and_opens_compare(tiny_lm_path, runs_dir, monkeypatch) -> None:
+    import ui.presets
+
+    monkeypatch.setattr(ui.presets, "SMALL", tiny(tiny_lm_path, steps=2))
+    at = app()
+    at.button(key="preset-tour").click().run()
+    assert not at.exception
+    runs = RunStore(runs_dir).list_runs()
+    assert sorted(runs["loss"]) == ["grpo", "ppo", "reinforce"]
+    assert sorted(at.multiselect(key="cmp_runs").value) == sorted(runs["id"])

@@ -1,0 +1,97 @@
+"""Sections of the Compare page: final/best table, reward distributions, eval side by side."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from rmcore import viz
+from ui.runtime import store
+
+COLUMNS_PER_ROW = 3
+
+
+def samples_per_step(config: dict[str, Any]) -> int:
+    """Completions scored per step: prompts × samples for online losses, prompts otherwise."""
+    from rmcore.algorithms import POLICY_LOSSES
+
+    algorithm = POLICY_LOSSES.get(config.get("loss", ""))
+    per_prompt = config.get("samples_per_prompt", 1) if algorithm is None or algorithm.kind == "online" else 1
+    return int(config.get("batch_size", 1)) * int(per_prompt)
+
+
+def final_table(metrics: pd.DataFrame, keys: list[str], names: dict[str, str]) -> None:
+    """One row per run: the final and the best value of each summary metric."""
+    table = viz.final_and_best(metrics, keys)
+    if table.empty:
+        st.caption("No values yet.")
+        return
+    wide = pd.DataFrame(index=pd.Index([names.get(r, r) for r in table["run_id"].unique()], name="run"))
+    for key in [k for k in keys if k in set(table["key"])]:
+        rows = table[table["key"] == key].set_index("run_id")
+        for column in ("final", "best"):
+            wide[f"{key} · {column}"] = [rows[column].get(r) for r in table["run_id"].unique()]
+    wide["last step"] = table.groupby("run_id", sort=False)["last_step"].max().to_numpy()
+    st.dataframe(wide, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                                       for c in wide.columns if c != "last step"})
+
+
+def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
+    """Per-sample total reward of each run at its last logged step, overlaid."""
+    values = {}
+    for run_id in run_ids:
+        rewards = store().sample_rewards(run_id, term="total")
+        if not rewards.empty:
+            last = int(rewards["step"].max())
+            values[f"{names.get(run_id, run_id)} (step {last})"] = rewards.loc[rewards["step"] == last, "value"].to_numpy()
+    st.markdown("**Reward distribution at the last step**")
+    if not values:
+        st.caption("None of these runs has per-sample rewards yet.")
+        return
+    fig = viz.histogram_figure(values, title="total reward per sample", uirevision=",".join(run_ids))
+    st.plotly_chart(fig, key="cmp-hist", width="stretch", config={"displaylogo": False})
+
+
+def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
+    """The same eval prompt, answered by each run at its latest eval step."""
+    st.markdown("**The same eval prompt, answered by each run**")
+    latest = {}
+    for run_id in run_ids:
+        gens = store().generations(run_id, split="eval")
+        if not gens.empty:
+            latest[run_id] = gens[gens["step"] == gens["step"].max()]
+    if not latest:
+        st.caption("No eval generations yet (they are written every `eval_every` steps and at the end).")
+        return
+    prompts = list(dict.fromkeys(p for gens in latest.values() for p in gens["prompt"]))
+    index = st.selectbox("Eval prompt", range(len(prompts)), key="cmp_prompt",
+                         format_func=lambda i: f"{i + 1}. {_snippet(prompts[i])}")
+    prompt = prompts[index]
+    with st.expander("Prompt and reference", expanded=False):
+        st.text(prompt)
+        reference = ""
+        for gens in latest.values():
+            match = gens[gens["prompt"] == prompt]
+            if not match.empty:
+                reference = match["reference"].iloc[0]
+                break
+        st.markdown(f"**Reference:** {reference}")
+    for start in range(0, len(run_ids), COLUMNS_PER_ROW):
+        for column, run_id in zip(st.columns(COLUMNS_PER_ROW), run_ids[start:start + COLUMNS_PER_ROW]):
+            with column.container(border=True):
+                st.markdown(f"**{names.get(run_id, run_id)}**")
+                answer = latest.get(run_id)
+                answer = None if answer is None else answer[answer["prompt"] == prompt]
+                if answer is None or answer.empty:
+                    st.caption("No eval answer for this prompt yet.")
+                    continue
+                row = answer.iloc[0]
+                st.caption(f"step {int(row['step'])} · reward {row['reward']:.3f}")
+                st.write(row["completion"] or "*(empty)*")
+                st.caption(" · ".join(f"{term} {value:.3f}" for term, value in row["terms"].items()))
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"

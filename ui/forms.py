@@ -1,0 +1,202 @@
+"""Config widgets built from the dataclass fields: type -> widget, field docs -> tooltips.
+
+Every widget's key is ``cfg.<field>``, so a config can be loaded into the form by setting
+session state (``fill_form``), and ``persist_state="session"`` keeps the values when the
+user visits another page and comes back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rmcore.config import (BASELINES, DEVICES, KL_ESTIMATORS, KL_PLACEMENTS, LOSS_NORMS, ROUGE_TYPES,
+                           TrainConfig, field_help)
+from rmcore.errors import DataError
+
+PREFIX = "cfg."
+OTHER = "Other (hub id or local folder)…"
+TASK_SOURCES = ("Built-in", "Hub dataset", "Upload a file")
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+UPLOAD_EXTENSIONS = ("csv", "jsonl", "json", "parquet")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "loss_norm": LOSS_NORMS,
+    "rouge_type": ROUGE_TYPES, "baseline": BASELINES, "device": DEVICES}
+LABELS = {
+    "alpha": "α · ROUGE", "beta": "β · fluency", "gamma": "γ · diversity", "delta": "δ · reward model",
+    "kl_coef": "KL coefficient", "kl_estimator": "KL estimator", "kl_placement": "KL placement",
+    "entropy_coef": "Entropy bonus", "lr": "Learning rate", "steps": "Steps", "batch_size": "Prompts per step",
+    "samples_per_prompt": "Samples per prompt (G)", "max_new_tokens": "Max new tokens",
+    "temperature": "Temperature", "seed": "Seed", "name": "Run name (optional)"}
+# Steps of the +/- buttons; the rest move by 0.05.
+FLOAT_STEPS = {"lr": 1e-5, "kl_coef": 0.01, "entropy_coef": 0.001, "dpo_beta": 0.05, "top_p": 0.05,
+               "baseline_decay": 0.01, "gae_lambda": 0.01, "gae_gamma": 0.01}
+FLOAT_FORMATS = {"lr": "%.2e", "entropy_coef": "%.4f", "kl_coef": "%.3f"}
+DEFAULTS = TrainConfig().to_dict()
+
+
+def key(name: str) -> str:
+    return PREFIX + name
+
+
+def field_input(name: str, *, label: str | None = None, cls: type = TrainConfig) -> Any:
+    """One widget for one config field, chosen by the field's type; returns its value."""
+    default = {f.name: f.default for f in dataclasses.fields(cls)}[name]
+    common = {"label": label or LABELS.get(name, name.replace("_", " ").capitalize()), "key": key(name),
+              "help": field_help(cls, name), "persist_state": "session"}
+    seeded = key(name) in st.session_state  # then the widget takes its value from session state
+    if name in CHOICES:
+        options = CHOICES[name]
+        return st.selectbox(options=options, **common, **({} if seeded else {"index": options.index(default)}))
+    if isinstance(default, bool):
+        return st.checkbox(**common, **({} if seeded else {"value": default}))
+    if isinstance(default, int):
+        return int(st.number_input(min_value=0, step=1, **common, **({} if seeded else {"value": default})))
+    if isinstance(default, float):
+        return float(st.number_input(step=FLOAT_STEPS.get(name, 0.05), format=FLOAT_FORMATS.get(name, "%.3f"),
+                                     **common, **({} if seeded else {"value": default})))
+    return st.text_input(**common, **({} if seeded else {"value": default}))
+
+
+def fill_form(config: dict[str, Any]) -> None:
+    """Load a run's config into the form (call from a button's on_click, before widgets draw)."""
+    from rmcore.backbones import BACKBONES
+    from rmcore.data import TASKS
+
+    for name, value in config.items():
+        if name in DEFAULTS and name not in ("backbone", "task"):
+            st.session_state[key(name)] = value
+    backbone = config.get("backbone", DEFAULTS["backbone"])
+    st.session_state[key("backbone_choice")] = backbone if backbone in BACKBONES else OTHER
+    st.session_state[key("backbone_custom")] = "" if backbone in BACKBONES else backbone
+    task = config.get("task", DEFAULTS["task"])
+    if task in TASKS:
+        st.session_state[key("task_source")] = TASK_SOURCES[0]
+        st.session_state[key("task_builtin")] = task
+    else:  # a saved upload path or a hub name: both load by name, so the hub box holds it
+        st.session_state[key("task_source")] = TASK_SOURCES[1]
+        st.session_state[key("task_hub")] = task
+
+
+def backbone_input() -> str:
+    from rmcore.backbones import BACKBONES
+
+    options = [*BACKBONES, OTHER]
+    choice = st.selectbox("Backbone", options, key=key("backbone_choice"), persist_state="session",
+                          help=field_help(TrainConfig, "backbone"))
+    if choice == OTHER:
+        return st.text_input("Model id or folder", key=key("backbone_custom"), persist_state="session",
+                             placeholder="gpt2, Qwen/Qwen2.5-0.5B-Instruct, /path/to/model").strip()
+    st.caption(BACKBONES[choice].description)
+    return choice
+
+
+def task_input(uploads_dir: Path) -> dict[str, Any]:
+    """Task name (built-in, hub, or a saved upload's path) and its column mapping."""
+    from rmcore.data import HUB_DATASET_PRESETS, TASKS
+
+    source = st.radio("Task", TASK_SOURCES, key=key("task_source"), horizontal=True, persist_state="session",
+                      help=field_help(TrainConfig, "task"))
+    if source == TASK_SOURCES[0]:
+        return {"task": st.selectbox("Built-in task", list(TASKS), key=key("task_builtin"), persist_state="session")}
+    if source == TASK_SOURCES[1]:
+        task = st.text_input("Dataset name", key=key("task_hub"), persist_state="session",
+                             placeholder=", ".join(HUB_DATASET_PRESETS)).strip()
+        values = {"task": task, "dataset_split": field_input("dataset_split", label="Split")}
+    else:
+        upload = st.file_uploader("CSV, JSONL or Parquet (≤ 50 MB)", type=list(UPLOAD_EXTENSIONS),
+                                  key=key("task_upload"))
+        task = ""
+        if upload is not None:
+            try:
+                task = str(save_upload(upload.getvalue(), upload.name, uploads_dir))
+            except DataError as err:
+                st.error(str(err))
+        values = {"task": task}
+    left, right = st.columns(2)
+    with left:
+        values["prompt_column"] = field_input("prompt_column", label="Prompt column")
+    with right:
+        values["reference_column"] = field_input("reference_column", label="Reference column")
+    return values
+
+
+def save_upload(data: bytes, filename: str, uploads_dir: Path) -> Path:
+    """Save an uploaded data file as ``uploads_dir/<hash>-<safe name>`` and return its path.
+
+    The name is reduced to letters, digits, '.', '_' and '-' (no folders, no '..'), and the
+    content hash in front keeps two different files of the same name apart.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataError(f"{filename} is {len(data) / 2**20:.0f} MB; uploads are limited to "
+                        f"{MAX_UPLOAD_BYTES // 2**20} MB.")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(filename).name).lstrip(".") or "data"
+    if not safe.lower().endswith(tuple(f".{ext}" for ext in UPLOAD_EXTENSIONS)):
+        raise DataError(f"{filename} is not a CSV, JSONL, JSON or Parquet file.")
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    path = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe}"
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+MAIN_FIELDS = ("backbone", "task", "dataset_split", "prompt_column", "reference_column", "loss", "alpha",
+               "beta", "gamma", "delta", "reward_model", "kl_coef", "kl_estimator", "kl_placement",
+               "entropy_coef", "lr", "steps", "batch_size", "samples_per_prompt", "max_new_tokens",
+               "temperature", "seed", "name")
+
+
+def loss_input(name: str = "loss", label: str = "Loss") -> str:
+    from rmcore.algorithms import POLICY_LOSSES
+
+    options = list(POLICY_LOSSES)
+    seeded = {} if key(name) in st.session_state else {"index": options.index(DEFAULTS["loss"])}
+    loss = st.selectbox(label, options, key=key(name), persist_state="session",
+                        format_func=lambda n: POLICY_LOSSES[n].label, help=field_help(TrainConfig, "loss"), **seeded)
+    st.caption(POLICY_LOSSES[loss].description)
+    return loss
+
+
+def train_form(uploads_dir: Path) -> dict[str, Any]:
+    """The whole Train form; returns field values ready for ``TrainConfig.from_dict``."""
+    values: dict[str, Any] = {}
+    model_col, reward_col, optim_col = st.columns(3, gap="large")
+    with model_col:
+        st.markdown("**Model and data**")
+        values["backbone"] = backbone_input()
+        values.update(task_input(uploads_dir))
+    with reward_col:
+        st.markdown("**Loss and reward**")
+        values["loss"] = loss_input()
+        left, right = st.columns(2)
+        for i, name in enumerate(("alpha", "beta", "gamma", "delta")):
+            with (left if i % 2 == 0 else right):
+                values[name] = field_input(name)
+        if values["delta"] != 0:
+            values["reward_model"] = field_input("reward_model", label="Reward model (run id or folder)")
+        left, right = st.columns(2)
+        with left:
+            values["kl_coef"] = field_input("kl_coef")
+            values["kl_placement"] = field_input("kl_placement")
+        with right:
+            values["kl_estimator"] = field_input("kl_estimator")
+            values["entropy_coef"] = field_input("entropy_coef")
+    with optim_col:
+        st.markdown("**Optimisation and sampling**")
+        left, right = st.columns(2)
+        for i, name in enumerate(("lr", "steps", "batch_size", "samples_per_prompt", "max_new_tokens",
+                                  "temperature", "seed")):
+            with (left if i % 2 == 0 else right):
+                values[name] = field_input(name)
+        values["name"] = field_input("name")
+    with st.expander("Advanced options"):
+        rest = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in MAIN_FIELDS]
+        columns = st.columns(4)
+        for i, name in enumerate(rest):
+            with columns[i % 4]:
+                values[name] = field_input(name)
+    return values

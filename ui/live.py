@@ -1,0 +1,168 @@
+"""The live panel of one run: status, progress, curves, reward distributions, generations.
+
+It polls with ``@st.fragment(run_every=...)`` only while the run is queued, preparing or
+running (STREAMLIT.md's "start and stop a streaming fragment" recipe): ``live`` is read
+before the decorator, and when the run reaches a final status the fragment calls
+``st.rerun()`` so the page redraws once with polling off. Controls that must not reset on
+each tick (run picker, Stop, smoothing) live outside, in the page.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from rmcore import viz
+from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
+from ui.runtime import duration_text, runner, status_text, store
+
+POLL_S = 1.0
+CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
+    ("Loss", ("loss/",)),
+    ("Reward: total and each term", ("reward/",)),
+    ("Policy: KL and entropy", ("policy/kl", "policy/entropy")),
+    ("Eval (greedy, fixed prompts)", ("eval/",)),
+)
+HIDDEN_KEYS = ("reward/total_std",)
+PLOTLY_CONFIG = {"displaylogo": False}
+
+
+def live_panel(run_id: str, smoothing: float = 0.0) -> None:
+    """Draw the panel; it refreshes itself every POLL_S seconds while the run is live."""
+    live = store().get_run(run_id)["status"] in ACTIVE_STATUSES
+
+    @st.fragment(run_every=POLL_S if live else None)
+    def panel() -> None:
+        run = store().get_run(run_id)
+        if live and run["status"] in TERMINAL_STATUSES:
+            st.rerun()  # full rerun: the page redraws with auto-refresh off and Stop hidden
+        metrics = store().metrics([run_id])
+        run_header(run, metrics)
+        if metrics.empty:
+            return
+        metric_charts(run_id, metrics, smoothing)
+        distributions(run_id, metrics)
+        generations(run_id)
+
+    panel()
+
+
+def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
+    """Status, step counter, progress bar, ETA, throughput; the failure or preparing message."""
+    status, last, total = run["status"], int(run["last_step"] or 0), int(run["total_steps"] or 0)
+    cols = st.columns(5)
+    cols[0].metric("Status", status_text(status))
+    with cols[1].container(key="live-step"):
+        st.metric("Step", f"{last} / {total}")
+    eta = _eta(run, metrics)
+    cols[2].metric("ETA", "—" if eta is None or status not in ACTIVE_STATUSES else duration_text(eta))
+    speed = _latest(metrics, "perf/samples_per_s")
+    cols[3].metric("Samples / s", "—" if speed is None else f"{speed:.1f}")
+    cols[4].metric("Elapsed", duration_text(_elapsed(run)))
+    if status == "queued":
+        position = runner().queue_position(run["id"])
+        where = f" (#{position} in line for {run['device']})" if position else ""
+        st.info(f"Queued{where}: it starts when the runs ahead of it finish.")
+    elif status == "preparing":
+        message = run.get("message") or "Preparing…"
+        st.progress(_fraction(message), text=message)
+    elif status == "failed":
+        st.error(f"**This run failed:** {run.get('error') or 'no message was recorded.'}")
+        if run.get("traceback"):
+            with st.expander("Traceback"):
+                st.code(run["traceback"], language="text")
+    elif status in ("stopped", "interrupted") and run.get("message"):
+        st.warning(run["message"])
+    if total and status in ("running", "done", "stopped", "interrupted"):
+        st.progress(min(last / total, 1.0), text=f"{last / total:.0%} of {total} steps")
+
+
+def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float) -> None:
+    keys = sorted(k for k in metrics["key"].unique() if k not in HIDDEN_KEYS)
+    charts = [(title, _matching(keys, patterns)) for title, patterns in CHARTS]
+    charts = [(title, found) for title, found in charts if found]
+    for row in range(0, len(charts), 2):
+        for col, (title, found) in zip(st.columns(2), charts[row:row + 2]):
+            fig = viz.terms_figure(metrics, found, smoothing=smoothing, uirevision=f"{run_id}:{title}", title=title)
+            col.plotly_chart(fig, key=f"live-{title}", width="stretch", config=PLOTLY_CONFIG)
+
+
+def distributions(run_id: str, metrics: pd.DataFrame) -> None:
+    """Histogram of per-sample rewards at the latest step, and its heatmap over steps."""
+    terms = ["total"] + sorted(k.split("/", 1)[1] for k in metrics["key"].unique()
+                               if k.startswith("reward/") and k not in ("reward/total", *HIDDEN_KEYS))
+    term = st.segmented_control("Reward distribution of", terms, default="total", key="live-term") or "total"
+    rewards = store().sample_rewards(run_id, term=term)
+    if rewards.empty:
+        st.caption("No per-sample rewards for this run (MLE and DPO runs do not sample).")
+        return
+    last = int(rewards["step"].max())
+    left, right = st.columns(2)
+    hist = viz.histogram_figure({f"step {last}": rewards.loc[rewards["step"] == last, "value"].to_numpy()},
+                                title=f"{term} reward per sample, step {last}", uirevision=f"{run_id}:hist")
+    left.plotly_chart(hist, key="live-hist", width="stretch", config=PLOTLY_CONFIG)
+    heat = viz.reward_heatmap(rewards, title=f"{term} reward per sample over training", uirevision=f"{run_id}:heat")
+    right.plotly_chart(heat, key="live-heat", width="stretch", config=PLOTLY_CONFIG)
+
+
+def generations(run_id: str) -> None:
+    """Generations at a chosen step (follows the latest step until the user picks one)."""
+    steps = store().generation_steps(run_id)
+    st.markdown("**Generations**")
+    if not steps:
+        st.caption("No generations yet.")
+        return
+    widget, latest = "live-gen-step", "live-gen-latest"
+    if st.session_state.get(widget) not in steps or st.session_state.get(widget) == st.session_state.get(latest):
+        st.session_state[widget] = steps[-1]
+    st.session_state[latest] = steps[-1]
+    step = steps[0] if len(steps) == 1 else st.select_slider("Step", options=steps, key=widget)
+    table = generation_table(store().generations(run_id, step=step))
+    with st.container(key="live-generations"):
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "prompt": st.column_config.TextColumn(width="medium"),
+            "completion": st.column_config.TextColumn(width="large"),
+            "reward": st.column_config.NumberColumn(format="%.3f")})
+
+
+def generation_table(gens: pd.DataFrame) -> pd.DataFrame:
+    """Generations with each reward term as its own column."""
+    terms = pd.DataFrame(list(gens["terms"]), index=gens.index).add_prefix("r/") if len(gens) else pd.DataFrame()
+    return pd.concat([gens[["split", "completion", "reward", "reference", "prompt"]], terms], axis=1)
+
+
+def _matching(keys: list[str], patterns: tuple[str, ...]) -> list[str]:
+    found = [k for k in keys if any(k == p or (p.endswith("/") and k.startswith(p)) for p in patterns)]
+    # The total first, then its parts.
+    return sorted(found, key=lambda k: (not k.endswith("/total"), k))
+
+
+def _latest(metrics: pd.DataFrame, metric: str) -> float | None:
+    rows = metrics[metrics["key"] == metric]
+    return None if rows.empty else float(rows.sort_values("step")["value"].iloc[-1])
+
+
+def _eta(run: dict[str, Any], metrics: pd.DataFrame) -> float | None:
+    """Seconds left at the pace since the first step (model building and loading excluded)."""
+    total, last = int(run["total_steps"] or 0), int(run["last_step"] or 0)
+    steps = metrics.drop_duplicates("step").sort_values("step")
+    if len(steps) >= 2:
+        first, t_first, t_last = int(steps["step"].iloc[0]), steps["time"].iloc[0], steps["time"].iloc[-1]
+        return viz.eta_seconds(last - first, total - first, float(t_last - t_first))
+    step_time = _latest(metrics, "perf/step_time")
+    return None if step_time is None else step_time * max(total - last, 0)
+
+
+def _elapsed(run: dict[str, Any]) -> float:
+    if not run.get("started"):
+        return 0.0
+    return (run.get("finished") or time.time()) - run["started"]
+
+
+def _fraction(message: str) -> float:
+    """The last percentage in a progress message ("warm-start 40%" -> 0.4), else 0."""
+    found = re.findall(r"(\d+(?:\.\d+)?)\s*%", message)
+    return min(float(found[-1]) / 100, 1.0) if found else 0.0
