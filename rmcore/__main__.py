@@ -1,0 +1,5 @@
+import sys
+
+from rmcore.cli import main
+
+sys.exit(main())

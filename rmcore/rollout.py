@@ -1,0 +1,157 @@
+"""Batches of prompt + response tokens: sampling with a KV cache, and scoring them.
+
+Sampling is our own loop rather than `generate()`: the position ids and masks it uses are
+exactly those `response_logprobs` uses afterwards, so on-policy log-probs recomputed for the
+loss match the sampling distribution (PPO's ratio is 1 before the first update), and the
+loop costs little beyond the model calls. Layout of every batch:
+
+    input_ids  = [left-padded prompt (P) | right-padded response (T)]     # (N, P + T)
+    response_mask is 1 on response tokens up to and including the first EOS  # (N, T)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rmcore.errors import ConfigError
+
+
+@dataclass
+class Rollout:
+    input_ids: Tensor       # (N, P+T)
+    attention_mask: Tensor  # (N, P+T), 0 on prompt padding and after EOS
+    response_mask: Tensor   # (N, T) float
+    prompt_len: int         # P
+    completions: list[str]  # decoded responses, EOS and padding removed
+
+    @property
+    def response_ids(self) -> Tensor:
+        return self.input_ids[:, self.prompt_len:]  # (N, T)
+
+
+def context_limit(model) -> int | None:
+    cfg = model.config
+    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+
+
+def encode_prompts(tokenizer, prompts: list[str], *, max_new_tokens: int, model=None,
+                   device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Left-padded prompt ids and mask, (B, P); long prompts keep their end (the 'TL;DR:')."""
+    limit = context_limit(model) if model is not None else None
+    if limit is not None and max_new_tokens >= limit:
+        raise ConfigError(f"max_new_tokens ({max_new_tokens}) must be below the model's context "
+                          f"length ({limit}) to leave room for the prompt.")
+    max_prompt = (limit - max_new_tokens) if limit is not None else None
+    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if max_prompt is not None:
+        rows = [r[-max_prompt:] for r in rows]
+    return _pad(rows, tokenizer.pad_token_id, left=True, device=device)
+
+
+def encode_pairs(tokenizer, prompts: list[str], completions: list[str], *, model=None,
+                 max_new_tokens: int = 64, device: torch.device | None = None) -> Rollout:
+    """Teacher-forcing batch: prompt + ' completion' + EOS (MLE references, DPO pairs)."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                             model=model, device=device)
+    eos = tokenizer.eos_token_id
+    rows = [(tokenizer(" " + c.strip(), add_special_tokens=False)["input_ids"])[: max_new_tokens - 1] + [eos]
+            for c in completions]
+    resp_ids, resp_mask = _pad(rows, tokenizer.pad_token_id, left=False, device=device)
+    return Rollout(input_ids=torch.cat([prompt_ids, resp_ids], 1),
+                   attention_mask=torch.cat([prompt_mask, resp_mask], 1),
+                   response_mask=resp_mask.float(), prompt_len=prompt_ids.shape[1],
+                   completions=[c.strip() for c in completions])
+
+
+@torch.no_grad()  # not inference_mode: these tensors feed the autograd update later
+def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new_tokens: int,
+           temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
+           generator: torch.Generator | None = None) -> Rollout:
+    """Sample one response per row of prompt_ids (repeat rows for G samples per prompt)."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    n = prompt_ids.shape[0]
+    attn = prompt_mask.clone()
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)                       # (N, P)
+    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    next_pos = positions[:, -1:] + 1                                       # (N, 1)
+    done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()                              # (N, V)
+        tok = logits.argmax(-1) if greedy else _sample_top_p(logits / temperature, top_p, generator)
+        tok = torch.where(done, torch.full_like(tok, pad), tok)
+        tokens.append(tok)
+        in_response = (~done).long()[:, None]  # the token just drawn, EOS included, is attended to
+        done |= tok == eos
+        if bool(done.all()):
+            break
+        attn = torch.cat([attn, in_response], 1)
+        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                    past_key_values=out.past_key_values, use_cache=True)
+        next_pos = next_pos + 1
+    resp = torch.stack(tokens, 1)                                          # (N, T)
+    resp_mask = response_mask_from_ids(resp, eos)
+    completions = tokenizer.batch_decode(resp.masked_fill(resp_mask == 0, pad), skip_special_tokens=True)
+    return Rollout(input_ids=torch.cat([prompt_ids, resp], 1),
+                   attention_mask=torch.cat([prompt_mask, resp_mask.long()], 1),
+                   response_mask=resp_mask, prompt_len=prompt_ids.shape[1],
+                   completions=[c.strip() for c in completions])
+
+
+def response_mask_from_ids(resp: Tensor, eos_id: int) -> Tensor:
+    """1.0 on tokens up to and including the first EOS, 0 after it.  (N, T)"""
+    is_eos = (resp == eos_id).long()
+    after_eos = (is_eos.cumsum(1) - is_eos) > 0  # strictly after the first EOS
+    return (~after_eos).float()
+
+
+def response_logprobs(model, batch: Rollout, *, temperature: float = 1.0, with_entropy: bool = False,
+                      with_hidden: bool = False):
+    """Per-token log π(y_t | x, y_<t) of the batch's response tokens under `model`.
+
+    Logits are divided by the sampling temperature, so the log-probs are those of the
+    distribution the tokens were drawn from (as TRL does for GRPO/PPO ratios).
+    Returns (logprobs (N,T), entropy (N,T) or None, hidden (N,T,H) or None, logits_t1 (N,T)).
+    The last item is log-probs at temperature 1 (fluency is a property of the text).
+    """
+    from rmcore.losses import entropy_from_logits, token_logprobs
+
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    p, t = batch.prompt_len, batch.input_ids.shape[1] - batch.prompt_len
+    # Vocabulary logits only where they are read (positions P-1 … P+T-2): on a small model the
+    # LM head over every prompt position costs as much as the rest of the forward pass.
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions,
+                output_hidden_states=with_hidden, use_cache=False, logits_to_keep=t + 1)
+    logits = out.logits[:, :-1, :].float()                                 # (N, T, V) predicts y_t
+    tokens = batch.response_ids
+    logprobs = token_logprobs(logits / temperature, tokens)
+    logprobs_t1 = logprobs if temperature == 1.0 else token_logprobs(logits, tokens)
+    entropy = entropy_from_logits(logits / temperature) if with_entropy else None
+    hidden = out.hidden_states[-1][:, p - 1:-1, :] if with_hidden else None  # (N, T, H)
+    return logprobs, entropy, hidden, logprobs_t1
+
+
+def _sample_top_p(logits: Tensor, top_p: float, generator: torch.Generator | None) -> Tensor:
+    probs = torch.softmax(logits, -1)                                      # (N, V)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        # drop a token once the mass before it already reaches top_p (the first always stays)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _pad(rows: list[list[int]], pad_id: int, *, left: bool, device) -> tuple[Tensor, Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            sl = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, sl] = torch.tensor(r, dtype=torch.long)
+            mask[i, sl] = 1
+    return ids.to(device), mask.to(device)

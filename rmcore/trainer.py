@@ -1,0 +1,165 @@
+"""`train(config, on_step, should_stop)`: the policy training loop, read top to bottom.
+
+    set-up:  validate → data → policy (+ frozen reference, value head) → reward → optimizer
+    step 0:  greedy eval, so every curve starts from the untrained model
+    loop:    batch → algorithm step (rmcore.policy_step) → timings → eval / checkpoint → report
+
+It reports through callbacks only (rmcore.events) and knows nothing of the store or the UI.
+Same config and seed on CPU give the same metrics (perf/* timings aside).
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from rmcore.algorithms import get_algorithm
+from rmcore.backbones import load_causal_lm, resolve_device
+from rmcore.config import TrainConfig
+from rmcore.errors import ConfigError
+from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
+from rmcore.policy_step import Session, StepResult, dpo_step, online_step, score, sft_step
+from rmcore.rewards import Rouge, build_composite, validate_weights
+from rmcore.rollout import encode_prompts, response_logprobs, sample
+
+
+def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
+          on_progress: OnProgress | None = None, run_dir: str | Path | None = None) -> dict[str, float]:
+    """Train a policy; returns the last step's metrics (eval included)."""
+    from rmcore.data import load_task
+
+    cfg = config.validate()
+    algo = get_algorithm(cfg.loss)
+    validate_weights(cfg.reward_weights(), needs_reward=algo.needs_reward)
+    if cfg.samples_per_prompt < algo.min_samples:
+        raise ConfigError(f"{algo.label} needs samples_per_prompt ≥ {algo.min_samples} "
+                          f"(its baseline compares samples of one prompt); got {cfg.samples_per_prompt}.")
+    on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
+
+    # --- set-up
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    task = load_task(cfg.task, split=cfg.dataset_split, seed=cfg.seed, prompt_column=cfg.prompt_column,
+                     reference_column=cfg.reference_column, chosen_column=cfg.chosen_column,
+                     rejected_column=cfg.rejected_column)
+    pool = task.pairs_train if algo.kind == "pairs" else task.train
+    if not pool:
+        raise ConfigError(f"Task {cfg.task!r} has no {'preference pairs' if algo.kind == 'pairs' else 'examples'} "
+                          f"for {algo.label}.")
+    if cfg.batch_size > len(pool):
+        raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the dataset ({len(pool)} examples).")
+    policy, tokenizer = load_causal_lm(cfg.backbone, device=device, trust_remote_code=cfg.trust_remote_code,
+                                       runs_dir=Path(run_dir).parent if run_dir else None, on_progress=on_progress)
+    encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
+    session = make_session(cfg, algo, policy, tokenizer, device)
+    eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
+    rng = random.Random(cfg.seed)
+
+    # --- step 0: the starting point of every eval curve
+    metrics, gens = evaluate(session, eval_set)
+    on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, generations=gens))
+
+    for step in range(1, cfg.steps + 1):
+        if should_stop():
+            break
+        session.step = step
+        t0 = time.perf_counter()
+        picked = rng.sample(range(len(pool)), cfg.batch_size)
+        policy.train()
+        if algo.kind == "online":
+            result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
+        elif algo.kind == "sft":
+            result = sft_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
+        else:
+            result = dpo_step(session, [pool[i] for i in picked])
+        policy.eval()
+        add_throughput(result, time.perf_counter() - t0)
+
+        gens = result.generations
+        last = step == cfg.steps
+        if last or (cfg.eval_every and step % cfg.eval_every == 0):
+            eval_metrics, eval_gens = evaluate(session, eval_set)
+            result.metrics.update(eval_metrics)
+            gens = gens + eval_gens
+        checkpoint = None
+        if run_dir and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+            checkpoint = save_checkpoint(session, Path(run_dir) / "checkpoints" / f"step-{step:06d}")
+        metrics = result.metrics
+        on_step(StepReport(step=step, total_steps=cfg.steps, metrics=metrics,
+                           sample_rewards=result.sample_rewards, generations=gens, checkpoint=checkpoint))
+    return metrics
+
+
+def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
+    """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward."""
+    needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.kind == "pairs"
+    ref = copy.deepcopy(policy).eval().requires_grad_(False) if needs_ref else None
+    value_head = None
+    params = list(policy.parameters())
+    if algo.value_head:
+        value_head = torch.nn.Linear(policy.config.hidden_size if hasattr(policy.config, "hidden_size")
+                                     else policy.config.n_embd, 1).to(device)
+        torch.nn.init.zeros_(value_head.weight)  # V ≡ bias at start: a neutral critic
+        params += list(value_head.parameters())
+    rm_scorer = load_reward_model_scorer(cfg, device) if cfg.delta != 0 else None
+    reward = build_composite(cfg.reward_weights(), rouge_type=cfg.rouge_type, distinct_n=cfg.distinct_n,
+                             target_length=cfg.target_length, rm_scorer=rm_scorer)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    policy.eval()
+    return Session(cfg=cfg, algo=algo, policy=policy, tokenizer=tokenizer, ref=ref, value_head=value_head,
+                   optimizer=optimizer, reward=reward, generator=generator, device=device)
+
+
+def load_reward_model_scorer(cfg: TrainConfig, device):
+    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_trainer)."""
+    from rmcore.rm_trainer import load_reward_model_scorer as load
+
+    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code)
+
+
+@torch.no_grad()
+def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
+    """Greedy completions of the fixed eval prompts: eval/<term>, eval/reward, eval/rouge."""
+    prompts, refs = [e.prompt for e in examples], [e.reference for e in examples]
+    ids, mask = encode_prompts(s.tokenizer, prompts, max_new_tokens=s.cfg.max_new_tokens, model=s.policy,
+                               device=s.device)
+    batch = sample(s.policy, s.tokenizer, ids, mask, max_new_tokens=s.cfg.max_new_tokens, greedy=True)
+    ref_t1 = response_logprobs(s.ref, batch)[3] if s.ref is not None else None
+    breakdown = score(s, batch, prompts, refs, ref_t1)
+    n = len(prompts)
+    metrics = {"eval/reward": sum(breakdown.total) / n,
+               "eval/response_length": batch.response_mask.sum(-1).mean().item()}
+    for term, values in breakdown.terms.items():
+        metrics[f"eval/{term}"] = sum(values) / n
+    if "rouge" not in breakdown.terms or s.cfg.rouge_type != "rougeL":
+        metrics["eval/rougeL"] = sum(Rouge("rougeL")(prompts, batch.completions, refs)) / n
+    else:
+        metrics["eval/rougeL"] = metrics["eval/rouge"]
+    gens = [{"split": "eval", "prompt": prompts[i], "completion": batch.completions[i], "reference": refs[i],
+             "reward": breakdown.total[i], "terms": {k: v[i] for k, v in breakdown.terms.items()}}
+            for i in range(n)]
+    return metrics, gens
+
+
+def add_throughput(result: StepResult, seconds: float) -> None:
+    n = len(result.sample_rewards.get("total", []))
+    tokens = result.metrics.get("gen/response_length", 0.0) * n
+    result.metrics.update({"perf/step_time": seconds, "perf/samples_per_s": n / seconds,
+                           "perf/tokens_per_s": tokens / seconds})
+
+
+def save_checkpoint(s: Session, path: Path) -> str:
+    """save_pretrained (safetensors) of policy and tokenizer; the value head beside them."""
+    path.mkdir(parents=True, exist_ok=True)
+    s.policy.save_pretrained(path, safe_serialization=True)
+    s.tokenizer.save_pretrained(path)
+    if s.value_head is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in s.value_head.state_dict().items()},
+                  str(path / "value_head.safetensors"))
+    return str(path)

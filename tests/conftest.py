@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny local causal LM (fast), the built-in model cache, a fresh runs dir.
+
+The built-in tiny-gpt2 takes a few minutes to build, so it goes into one cache for the whole
+session (`.cache/models` in the checkout, git-ignored): CI builds it once, local reruns
+reuse it. Tests that need a model but not the built-in one use `tiny_lm_path` (seconds).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_CACHE = Path(os.environ.get("RMCORE_MODEL_CACHE", ROOT / ".cache" / "models"))
+
+
+def pytest_configure(config):
+    os.environ["RMCORE_MODEL_CACHE"] = str(MODEL_CACHE)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")       # tests never reach for a hub
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    """Every test writes its runs into its own folder."""
+    path = tmp_path / "runs"
+    monkeypatch.setenv("RMCORE_RUNS_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path(tmp_path_factory) -> str:
+    """A 1-layer random GPT-2 with a BPE tokenizer trained on synth-news, saved to disk."""
+    from rmcore.backbones import new_gpt2, train_tokenizer
+    from rmcore.data.synth_news import load_synth_news
+
+    task = load_synth_news(seed=0, n_train=300, n_eval=20)
+    tokenizer = train_tokenizer([e.prompt for e in task.train] + [e.reference for e in task.train],
+                                vocab_size=600)
+    model = new_gpt2(tokenizer, n_layer=1, n_embd=32, n_head=2, n_positions=256, seed=0)
+    path = tmp_path_factory.mktemp("tiny-lm")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def builtin_model_cache() -> Path:
+    """The real built-in tiny-gpt2, built once per cache (minutes the first time)."""
+    from rmcore.backbones import ensure_builtin
+
+    ensure_builtin(MODEL_CACHE)
+    return MODEL_CACHE
