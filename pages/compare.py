@@ -4,7 +4,7 @@ import streamlit as st
 from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES
 from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
-from ui.runtime import status_text, store
+from ui.runtime import store
 from ui.state import seed_from_url, url_list, write_url
 
 SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "loss/total", "policy/kl", "policy/entropy",
@@ -23,7 +23,7 @@ ids = list(names)
 seed_from_url("cmp_runs", url_list("runs"), valid=lambda v: isinstance(v, list) and set(v) <= set(ids),
               default=ids[:2])
 selected = st.multiselect("Runs", ids, key="cmp_runs", placeholder="Pick runs to compare",
-                          format_func=lambda r: f"{names[r]} · {status_text(statuses[r])} · {r}")
+                          format_func=lambda r: f"{names[r]} · {statuses[r]} · {r}")
 write_url("cmp_runs", "runs", selected)
 if not selected:
     st.info("Pick one or more runs above.")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from rmcore.errors import RmcoreError
 from rmcore.store import ACTIVE_STATUSES
-from ui.runtime import duration_text, runner, status_text, store
+from ui.runtime import duration_text, runner, store
 
 PICK, CONFIRM, NOTICE = "runs_pick", "runs_confirm_delete", "runs_notice"
 
@@ -37,7 +37,7 @@ if runs.empty:
     st.stop()
 ids = runs["id"].tolist()
 table = pd.DataFrame({
-    "name": runs["name"], "status": [status_text(s) for s in runs["status"]], "kind": runs["kind"],
+    "name": runs["name"], "status": runs["status"], "kind": runs["kind"],
     "loss": runs["loss"], "backbone": runs["backbone"], "task": runs["task"],
     "steps": [f"{last or 0} / {total or 0}" for last, total in zip(runs["last_step"], runs["steps"])],
     "best eval reward": runs["best_eval_reward"], "final loss": runs["final_loss"],

@@ -7,15 +7,21 @@ from rmcore.errors import ConfigError, RmcoreError
 from rmcore.store import ACTIVE_STATUSES
 from ui import forms
 from ui.live import live_panel
-from ui.runtime import runner, status_text, store
+from ui.runtime import runner, store
 from ui.state import seed_from_url, write_url
 
-RUN_KEY = "train_run"
+RUN_KEY, FORM_KEY = "train_run", "train_form_open"
 
 st.title("Train")
+runs = store().list_runs()
+runs = runs[runs["kind"] == "policy"]
 
-# --- the form and the launch buttons
-with st.container(border=True):
+# --- the form and the launch buttons; folded away after a launch so the live panel shows
+if st.session_state.pop("train_collapse_form", False):
+    st.session_state[FORM_KEY] = False
+elif FORM_KEY not in st.session_state:
+    st.session_state[FORM_KEY] = runs.empty or "run" not in st.query_params
+with st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tune:"):
     values = forms.train_form(store().runs_dir / "uploads")
     launch_col, losses_col, many_col = st.columns([1, 2, 1], vertical_alignment="bottom")
     launch = launch_col.button("Launch", type="primary", key="launch", icon=":material/rocket_launch:")
@@ -30,6 +36,7 @@ if launch or launch_many:
         config = TrainConfig.from_dict(values).validate()
         if launch:
             st.session_state[RUN_KEY] = runner().submit(config, name=config.name)
+            st.session_state["train_collapse_form"] = True
             st.rerun()  # redraw everything, sidebar included, with the new run selected
         if not losses:
             raise ConfigError("Pick at least one loss under 'Compare losses' to launch one run per loss.")
@@ -41,15 +48,13 @@ if launch or launch_many:
         st.error(str(err))
 
 # --- the run picker and its controls (outside the polling fragment)
-runs = store().list_runs()
-runs = runs[runs["kind"] == "policy"]
 if runs.empty:
     st.info("No runs yet: keep the defaults and press **Launch** to watch a model learn.")
     st.stop()
-labels = {row.id: f"{row.name} · {status_text(row.status)} · {row.id}" for row in runs.itertuples()}
+labels = {row.id: f"{row.name} · {row.status} · {row.id}" for row in runs.itertuples()}
 ids = list(labels)
 seed_from_url(RUN_KEY, st.query_params.get("run"), valid=lambda v: v in labels, default=ids[0])
-pick_col, smooth_col, actions_col = st.columns([3, 1, 2], vertical_alignment="bottom")
+pick_col, smooth_col, actions_col = st.columns([4, 2, 4], vertical_alignment="bottom")
 run_id = pick_col.selectbox("Run", ids, key=RUN_KEY, format_func=labels.get)
 write_url(RUN_KEY, "run", run_id)
 smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="train_smoothing",
@@ -62,7 +67,7 @@ with actions_col:
             st.toast("Stopping: the run ends after its current step.")
         else:
             st.warning("This run is not managed by this app (started from the command line?).")
-    buttons[1].button("Reuse settings", key="reuse", on_click=forms.fill_form, args=(run["config"],),
+    buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=forms.fill_form, args=(run["config"],),
                       help="Load this run's configuration into the form above.")
     buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
                          query_params={"runs": run_id})

@@ -17,7 +17,7 @@ import streamlit as st
 
 from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
-from ui.runtime import duration_text, runner, status_text, store
+from ui.runtime import duration_text, runner, store
 
 POLL_S = 1.0
 CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
@@ -54,7 +54,8 @@ def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
     """Status, step counter, progress bar, ETA, throughput; the failure or preparing message."""
     status, last, total = run["status"], int(run["last_step"] or 0), int(run["total_steps"] or 0)
     cols = st.columns(5)
-    cols[0].metric("Status", status_text(status))
+    with cols[0].container(key="live-status"):
+        st.metric("Status", status)
     with cols[1].container(key="live-step"):
         st.metric("Step", f"{last} / {total}")
     eta = _eta(run, metrics)

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from rmcore.runner import Runner
 
 ACTIVE_POLL_S = 2.0
-STATUS_ICONS = {"queued": "⏳", "preparing": "🛠️", "running": "🏃", "done": "✅", "failed": "❌",
-                "stopped": "⏹️", "interrupted": "⚠️"}
 
 
 @st.cache_resource(show_spinner="Starting the run manager…")
@@ -44,10 +42,6 @@ def device_label() -> str:
         return describe_device("auto")
     except Exception as exc:  # a broken driver must not take the whole app down
         return f"unknown ({type(exc).__name__})"
-
-
-def status_text(status: str) -> str:
-    return f"{STATUS_ICONS.get(status, '•')} {status}"
 
 
 def duration_text(seconds: float | None) -> str:
