@@ -103,8 +103,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise ConfigError with one sentence naming the bad field; return self if fine."""
         _check_types(self)
-        for name in ("alpha", "beta", "gamma", "delta", "bleu_weight", "length_weight",
-                     "kl_coef", "entropy_coef", "lr", "temperature", "top_p", "clip_eps"):
+        for name in ("alpha", "beta", "gamma", "delta", "bleu_weight", "length_weight", "kl_coef",
+                     "entropy_coef", "lr", "temperature", "top_p", "clip_eps", "dpo_beta"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}.")
         _choice(self, "kl_estimator", KL_ESTIMATORS)
@@ -129,7 +129,21 @@ class TrainConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.delta != 0 and not self.reward_model:
             raise ConfigError("delta is non-zero but no reward_model is given (a run id or a folder).")
+        if self.dpo_beta <= 0:
+            raise ConfigError(f"dpo_beta must be positive, got {self.dpo_beta}.")
+        self._check_algorithm()
         return self
+
+    def _check_algorithm(self) -> None:
+        """Checks that need the loss's registry entry; imported here to keep this module light."""
+        from rmcore.algorithms import get_algorithm
+        from rmcore.rewards.composite import validate_weights
+
+        algo = get_algorithm(self.loss)
+        validate_weights(self.reward_weights(), needs_reward=algo.needs_reward)
+        if self.samples_per_prompt < algo.min_samples:
+            raise ConfigError(f"{algo.label} needs samples_per_prompt ≥ {algo.min_samples} (its baseline "
+                              f"compares samples of one prompt); got {self.samples_per_prompt}.")
 
     def reward_weights(self) -> dict[str, float]:
         """Weights of the composite reward terms, by term name (REWARD_TERMS keys)."""

@@ -22,7 +22,7 @@ from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
 from rmcore.policy_step import Session, StepResult, dpo_step, online_step, score, sft_step
-from rmcore.rewards import Rouge, build_composite, validate_weights
+from rmcore.rewards import Rouge, build_composite
 from rmcore.rollout import encode_prompts, response_logprobs, sample
 
 
@@ -31,12 +31,8 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     """Train a policy; returns the last step's metrics (eval included)."""
     from rmcore.data import load_task
 
-    cfg = config.validate()
+    cfg = config.validate()  # fields, reward weights, and what the loss needs
     algo = get_algorithm(cfg.loss)
-    validate_weights(cfg.reward_weights(), needs_reward=algo.needs_reward)
-    if cfg.samples_per_prompt < algo.min_samples:
-        raise ConfigError(f"{algo.label} needs samples_per_prompt ≥ {algo.min_samples} "
-                          f"(its baseline compares samples of one prompt); got {cfg.samples_per_prompt}.")
     on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
 
     # --- set-up

@@ -1,0 +1,108 @@
+"""Backbone loading: local folders, safetensors only, the hub out of reach, the built-in build."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rmcore.backbones import BACKBONES, load_causal_lm, model_cache_dir, resolve_device
+from rmcore.errors import ConfigError, HubUnavailableError
+
+
+def test_local_folder_loads_with_left_padding_and_pad_id(tiny_lm_path):
+    model, tok = load_causal_lm(tiny_lm_path, device=torch.device("cpu"))
+    assert tok.padding_side == "left"
+    assert model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
+    assert model.config.eos_token_id == tok.eos_token_id
+
+
+def test_tokenizer_without_pad_token_falls_back_to_eos(tiny_lm_path, tmp_path):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_path)
+    tok.pad_token = None
+    tok.save_pretrained(tmp_path)
+    GPT2LMHeadModel.from_pretrained(tiny_lm_path).save_pretrained(tmp_path)
+    _, loaded = load_causal_lm(str(tmp_path), device=torch.device("cpu"))
+    assert loaded.pad_token_id == loaded.eos_token_id
+
+
+def test_weights_load_only_from_safetensors(tiny_lm_path, tmp_path):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(tiny_lm_path)
+    model.config.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")  # a pickle checkpoint, no safetensors
+    AutoTokenizer.from_pretrained(tiny_lm_path).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="safetensors"):
+        load_causal_lm(str(tmp_path), device=torch.device("cpu"))
+
+
+def test_unreachable_hub_gives_one_clear_sentence():
+    with pytest.raises(HubUnavailableError, match="Cannot reach the Hugging Face Hub.*local folder"):
+        load_causal_lm("distilgpt2", device=torch.device("cpu"))
+
+
+def test_missing_local_folder_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="No model folder"):
+        load_causal_lm(str(tmp_path / "nope"), device=torch.device("cpu"))
+
+
+def test_remote_code_is_off_unless_asked(tiny_lm_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    seen = {}
+    real = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    load_causal_lm(tiny_lm_path, device=torch.device("cpu"))
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is True
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_presets_and_cache_location(monkeypatch, tmp_path):
+    assert {"tiny-gpt2", "gpt2", "distilgpt2", "EleutherAI/pythia-70m", "HuggingFaceTB/SmolLM2-135M",
+            "Qwen/Qwen2.5-0.5B-Instruct"} <= set(BACKBONES)
+    monkeypatch.setenv("RMCORE_MODEL_CACHE", str(tmp_path / "m"))
+    assert model_cache_dir() == tmp_path / "m"
+    monkeypatch.delenv("RMCORE_MODEL_CACHE")
+    assert model_cache_dir(tmp_path / "runs") == tmp_path / "runs" / "_models"
+
+
+def test_builtin_builder_writes_a_loadable_model_with_its_own_special_ids(tmp_path):
+    """The real builder, shrunk (2 warm-start steps, 1 small layer) to stay fast."""
+    from rmcore.backbones import count_parameters
+    from rmcore.warmstart import build_tiny_gpt2
+
+    progress = []
+    info = build_tiny_gpt2(tmp_path / "m", steps=2, shape=dict(n_layer=1, n_embd=32, n_head=2, vocab_size=500),
+                           on_progress=progress.append)
+    model, tok = load_causal_lm(str(tmp_path / "m"), device=torch.device("cpu"))
+    assert (tmp_path / "m" / "model.safetensors").exists()
+    assert tok.eos_token == "<|endoftext|>" and tok.pad_token == "<|pad|>"
+    assert model.config.bos_token_id == tok.bos_token_id and model.config.pad_token_id == tok.pad_token_id
+    assert info["parameters"] == count_parameters(model)
+    assert json.loads((tmp_path / "m" / "warmstart.json").read_text())["warmstart_steps"] == 2
+    assert progress[0].fraction == 0.0 and progress[-1].fraction == 1.0
+    assert {p.stage for p in progress} == {"build-backbone", "warm-start"}
+
+
+def test_builtin_model_shape_is_2_to_5_million_parameters():
+    from rmcore.backbones import TINY_GPT2_SHAPE
+
+    s = TINY_GPT2_SHAPE
+    blocks = s["n_layer"] * 12 * s["n_embd"] ** 2        # attention + MLP weights per layer
+    embeddings = (s["vocab_size"] + s["n_positions"]) * s["n_embd"]
+    assert 2e6 <= blocks + embeddings <= 5e6
