@@ -18,22 +18,19 @@ checkpoints (``save_pretrained`` folders under ``runs_dir/<run id>/``).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import re
-import secrets
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from rmcore.errors import ConfigError
 from rmcore.events import StepReport
+from rmcore.export import EXPORT_FORMATS  # noqa: F401  (re-exported)
+from rmcore.safety import new_run_id, redact_secrets, validate_run_id  # noqa: F401
 
 if TYPE_CHECKING:  # pandas is imported lazily: the training hot path never needs it
     import pandas as pd
@@ -44,14 +41,9 @@ KINDS = ("policy", "reward_model")
 STATUSES = ("queued", "preparing", "running", "done", "failed", "stopped", "interrupted")
 ACTIVE_STATUSES = ("queued", "preparing", "running")
 TERMINAL_STATUSES = ("done", "failed", "stopped", "interrupted")
-EXPORT_FORMATS = ("csv", "parquet")
 # The metric contract with the trainers, used by list_runs' summary columns.
 EVAL_REWARD_KEY = "eval/reward"
 FINAL_LOSS_KEY = "loss/total"
-
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-# Whole words only: "hf_token" and "api_key" are secrets, "max_new_tokens" is not.
-_SECRET_KEY = re.compile(r"(^|[_.-])(token|secret|password|api[_-]?key)($|[_.-])", re.IGNORECASE)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -73,36 +65,6 @@ CREATE INDEX IF NOT EXISTS checkpoints_run_step ON checkpoints (run_id, step);
 def default_runs_dir() -> Path:
     """``$RMCORE_RUNS_DIR`` if set, else ``./runs``."""
     return Path(os.environ.get("RMCORE_RUNS_DIR") or "runs")
-
-
-def validate_run_id(run_id: str) -> str:
-    """Return run_id if it is a safe folder name; raise ConfigError otherwise.
-
-    Run ids arrive from URLs and the CLI and become folder names, so this is the path
-    traversal guard: no separators, no "..", no leading dot, at most 128 characters.
-    """
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise ConfigError(f"Invalid run id {run_id!r}: use letters, digits, '_', '.' and '-' only.")
-    return run_id
-
-
-def new_run_id(name_hint: str) -> str:
-    """A sortable, readable, unique id such as ``20261122-045812-grpo-3fa2``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name_hint.lower()).strip("-")[:40].strip("-") or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
-
-
-def redact_secrets(config: dict[str, Any]) -> dict[str, Any]:
-    """Copy of config with non-empty string values of secret-looking keys replaced by "***"."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out[key] = redact_secrets(value)
-        elif _SECRET_KEY.search(str(key)) and isinstance(value, str) and value:
-            out[key] = "***"
-        else:
-            out[key] = value
-    return out
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -393,43 +355,22 @@ class RunStore:
         found = self.checkpoints(run_id)
         return found[-1][1] if found else None
 
-    # --- export
+    def all_sample_rewards(self, run_id: str) -> "pd.DataFrame":
+        """Every per-sample reward of a run, all terms (long format)."""
+        return self._frame("SELECT step, term, idx, value FROM sample_rewards WHERE run_id = ?"
+                           " ORDER BY step, term, idx", (run_id,), ["step", "term", "idx", "value"])
+
+    # --- export (rmcore.export does the work; these keep the store's one-object API)
 
     def export(self, run_id: str, fmt: str, out_dir: Path | None = None) -> list[Path]:
-        """Write run_config.json and metrics / sample_rewards / generations as csv or parquet."""
-        if fmt not in EXPORT_FORMATS:
-            raise ConfigError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}.")
-        run = self.get_run(run_id)
-        out = Path(out_dir) if out_dir is not None else self.run_dir(run_id) / "export"
-        out.mkdir(parents=True, exist_ok=True)
-        config_path = out / "run_config.json"
-        config_path.write_text(json.dumps(run, indent=2, default=str))
-        generations = self.generations(run_id)
-        generations["terms"] = [json.dumps(t) for t in generations["terms"]]  # flat files need text
-        tables = {
-            "metrics": self.metrics([run_id]),
-            "sample_rewards": self._frame(
-                "SELECT step, term, idx, value FROM sample_rewards WHERE run_id = ?"
-                " ORDER BY step, term, idx", (run_id,), ["step", "term", "idx", "value"]),
-            "generations": generations,
-        }
-        paths = [config_path]
-        for table, frame in tables.items():
-            path = out / f"{table}.{fmt}"
-            if fmt == "csv":
-                frame.to_csv(path, index=False)
-            else:
-                frame.to_parquet(path, index=False)
-            paths.append(path)
-        return paths
+        from rmcore.export import export_run
+
+        return export_run(self, run_id, fmt, out_dir)
 
     def export_bytes(self, run_id: str, fmt: str) -> bytes:
-        """The export files zipped in memory, for a download button."""
-        buffer = io.BytesIO()
-        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in self.export(run_id, fmt, Path(tmp)):
-                zf.write(path, arcname=f"{run_id}/{path.name}")
-        return buffer.getvalue()
+        from rmcore.export import export_zip
+
+        return export_zip(self, run_id, fmt)
 
 
 _LIST_COLUMNS = ["id", "name", "kind", "status", "loss", "backbone", "task", "steps", "last_step",
