@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -205,3 +207,80 @@ def test_home_quick_tour_queues_three_runs_and_opens_compare(tiny_lm_path, runs_
     runs = RunStore(runs_dir).list_runs()
     assert sorted(runs["loss"]) == ["grpo", "ppo", "reinforce"]
     assert sorted(at.multiselect(key="cmp_runs").value) == sorted(runs["id"])
+
+
+def test_failed_run_shows_message_and_traceback(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    run_id = store.create_run(kind="policy", config=TrainConfig().to_dict())
+    store.set_status(run_id, "failed", error="TrainingError: the loss is NaN at step 3.",
+                     traceback="Traceback (most recent call last):\n  File \"trainer.py\"\nTrainingError")
+    at = app("pages/train.py", run=run_id)
+    assert not at.exception
+    assert "the loss is NaN at step 3" in at.error[0].value
+    assert at.expander and "Traceback" in at.code[0].value
+
+
+def test_preparing_run_shows_its_progress(runs_dir) -> None:
+    # The runner first: a new runner marks runs of this process that it does not own interrupted.
+    store = get_runner(runs_dir).store
+    run_id = store.create_run(kind="policy", config=TrainConfig().to_dict())
+    store.set_status(run_id, "preparing", message="Building tiny-gpt2: warm-start 40%")
+    at = app("pages/train.py", run=run_id)
+    bars = at.get("progress")
+    assert [(b.proto.value, b.proto.text) for b in bars] == [(40, "Building tiny-gpt2: warm-start 40%")]
+    assert at.button(key="stop")  # a live run can be stopped
+
+
+# ---------------------------------------------------------------- helpers behind the pages
+
+def test_save_upload_sanitises_names_and_limits_size(tmp_path, monkeypatch) -> None:
+    from rmcore.errors import DataError
+    from ui import forms
+
+    path = forms.save_upload(b"prompt,reference\na,b\n", "../../etc/my data?.csv", tmp_path / "uploads")
+    assert path.parent == tmp_path / "uploads" and path.read_bytes() == b"prompt,reference\na,b\n"
+    assert re.fullmatch(r"[0-9a-f]{12}-my_data_\.csv", path.name)
+    with pytest.raises(DataError, match="not a CSV"):
+        forms.save_upload(b"x", "model.bin", tmp_path / "uploads")
+    monkeypatch.setattr(forms, "MAX_UPLOAD_BYTES", 4)
+    with pytest.raises(DataError, match="limited"):
+        forms.save_upload(b"12345", "big.csv", tmp_path / "uploads")
+
+
+def test_presets_are_valid_and_differ_only_where_they_say() -> None:
+    from ui.presets import PRESETS, quick_tour
+
+    for preset in PRESETS:
+        for config in preset.configs():
+            config.validate()
+    tour = [c.to_dict() for c in quick_tour()]
+    assert [c["loss"] for c in tour] == ["reinforce", "ppo", "grpo"]
+    assert {k for c in tour[1:] for k in c if c[k] != tour[0][k]} == {"loss", "name"}
+
+
+def test_optional_pages_appear_when_their_file_exists(monkeypatch, tmp_path) -> None:
+    from ui import nav
+
+    assert [p.title for p in nav.available_pages()][:4] == ["Home", "Train", "Compare", "Runs"] or \
+        (ROOT / "pages" / "reward_model.py").exists()
+    (tmp_path / "pages").mkdir()
+    for page in nav.PAGES:
+        (tmp_path / page.path).touch()
+    (tmp_path / "pages" / "reward_model.py").touch()
+    monkeypatch.setattr(nav, "APP_ROOT", tmp_path)
+    assert [p.title for p in nav.available_pages()] == ["Home", "Train", "Reward model", "Compare", "Runs"]
+
+
+def test_small_helpers() -> None:
+    from ui.compare import samples_per_step
+    from ui.live import _fraction, generation_table
+    from ui.runtime import duration_text
+
+    assert _fraction("Building tiny-gpt2: warm-start 40%") == 0.4 and _fraction("Loading data") == 0.0
+    assert samples_per_step({"loss": "grpo", "batch_size": 4, "samples_per_prompt": 3}) == 12
+    assert samples_per_step({"loss": "dpo", "batch_size": 4, "samples_per_prompt": 3}) == 4
+    assert [duration_text(s) for s in (None, 5, 185, 3720)] == ["—", "5s", "3m 05s", "1h 02m"]
+    gens = pd.DataFrame({"split": ["train"], "completion": ["c"], "reward": [0.5], "reference": ["r"],
+                         "prompt": ["p"], "terms": [{"rouge": 0.4, "fluency": 0.1}]})
+    assert list(generation_table(gens).columns) == ["split", "completion", "reward", "reference", "prompt",
+                                                    "r/rouge", "r/fluency"]

@@ -7,7 +7,7 @@ A copy in session state covers page switches through the sidebar, which clear th
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import streamlit as st
 
@@ -51,15 +51,3 @@ def write_url(key: str, param: str, value: Any) -> None:
 
 def _parsed(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def url_choice(param: str, options: Sequence[Any], cast: Callable[[str], Any] = str) -> Any:
-    """A single value from the URL if it parses and is among options, else None."""
-    raw = st.query_params.get(param)
-    if raw is None:
-        return None
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if value in options else None
