@@ -108,7 +108,7 @@ def load_causal_lm(backbone: str, *, device: "torch.device", trust_remote_code: 
     path = resolve_backbone_path(backbone, runs_dir=runs_dir, on_progress=on_progress)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model = _from_pretrained(AutoModelForCausalLM, path, trust_remote_code=trust_remote_code,
-                             torch_dtype=model_dtype(device))
+                             dtype=model_dtype(device))
     model.to(device)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -19,7 +19,7 @@ import torch
 from rmcore.backbones import TINY_GPT2_SHAPE, count_parameters, new_gpt2, train_tokenizer
 from rmcore.events import ProgressReport
 
-WARMSTART_STEPS = 300
+WARMSTART_STEPS = 150
 WARMSTART_BATCH = 32
 WARMSTART_LR = 2e-3
 
