@@ -4,8 +4,11 @@ import streamlit as st
 from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES
 from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
+from ui.nav import require_entrypoint
 from ui.runtime import store
 from ui.state import seed_from_url, url_list, write_url
+
+require_entrypoint()
 
 SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "loss/total", "policy/kl", "policy/entropy",
                 "gen/response_length", "perf/samples_per_s"]
@@ -34,7 +37,7 @@ keys = sorted({k for r in selected for k in store().metric_keys(r)})
 if keys:
     default_metric = next((k for k in PREFERRED_METRICS if k in keys), keys[0])
     seed_from_url("cmp_metric", st.query_params.get("metric"), valid=lambda v: v in keys, default=default_metric)
-    metric_col, x_col, smooth_col, log_col = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
+    metric_col, x_col, smooth_col, log_col = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
     metric = metric_col.selectbox("Metric", keys, key="cmp_metric")
     write_url("cmp_metric", "metric", metric)
     seed_from_url("cmp_x", st.query_params.get("x"), valid=lambda v: v in viz.X_AXES, default="step")
@@ -57,7 +60,8 @@ def overlay() -> None:
     metrics = store().metrics(selected)
     fig = viz.line_figure(metrics, metric, x=x_axis, smoothing=smoothing, log_y=log_y,
                           uirevision=f"{','.join(sorted(selected))}|{metric}|{x_axis}",
-                          names=names, samples_per_step={r: samples_per_step(c) for r, c in configs.items()})
+                          names=names, samples_per_step={r: samples_per_step(c) for r, c in configs.items()},
+                          runs=selected)
     with st.container(key="cmp-chart"):
         st.plotly_chart(fig, key="cmp-line", width="stretch", config={"displaylogo": False})
     st.markdown("**Final and best values**")

@@ -2,8 +2,11 @@
 import streamlit as st
 
 from rmcore.errors import RmcoreError
+from ui.nav import require_entrypoint
 from ui.presets import PRESETS
 from ui.runtime import runner
+
+require_entrypoint()
 
 st.title("rmcore")
 st.markdown(

@@ -7,7 +7,10 @@ import streamlit as st
 
 from rmcore.errors import RmcoreError
 from rmcore.store import ACTIVE_STATUSES
+from ui.nav import require_entrypoint
 from ui.runtime import duration_text, runner, store
+
+require_entrypoint()
 
 PICK, CONFIRM, NOTICE = "runs_pick", "runs_confirm_delete", "runs_notice"
 

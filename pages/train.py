@@ -7,8 +7,11 @@ from rmcore.errors import ConfigError, RmcoreError
 from rmcore.store import ACTIVE_STATUSES
 from ui import forms
 from ui.live import live_panel
+from ui.nav import require_entrypoint
 from ui.runtime import runner, store
 from ui.state import seed_from_url, write_url
+
+require_entrypoint()
 
 RUN_KEY, FORM_KEY = "train_run", "train_form_open"
 

@@ -99,15 +99,27 @@ def x_values(run_df: pd.DataFrame, x: str, samples_per_step: float = 1.0) -> np.
     raise ValueError(f"x must be one of {', '.join(X_AXES)}; got {x!r}.")
 
 
+def run_colors(run_ids: list[str]) -> dict[str, str]:
+    """One color per run, by its position in the selection, shared by every chart of a page."""
+    return {run_id: PALETTE[i % len(PALETTE)] for i, run_id in enumerate(run_ids)}
+
+
 def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float = 0.0,
                 log_y: bool = False, uirevision: str = "", names: Mapping[str, str] | None = None,
-                samples_per_step: Mapping[str, float] | None = None, title: str = "") -> go.Figure:
+                samples_per_step: Mapping[str, float] | None = None, title: str = "",
+                runs: list[str] | None = None) -> go.Figure:
     """One metric of several runs overlaid: per run a faint raw line and a smoothed line
-    (the only one in the legend). ``names`` maps run ids to legend labels."""
+    (the only one in the legend). ``names`` maps run ids to legend labels; ``runs`` sets the
+    order (and so the colors, see run_colors), default sorted run ids."""
     fig = go.Figure()
-    rows = df[df["key"] == metric].sort_values(["run_id", "step"])
-    for i, (run_id, run_df) in enumerate(rows.groupby("run_id", sort=False)):
-        color = PALETTE[i % len(PALETTE)]
+    rows = df[df["key"] == metric]
+    order = runs if runs is not None else sorted(rows["run_id"].unique())
+    colors = run_colors(order)
+    for run_id in order:
+        run_df = rows[rows["run_id"] == run_id].sort_values("step")
+        if run_df.empty:
+            continue
+        color = colors[run_id]
         label = (names or {}).get(run_id, run_id)
         xs = x_values(run_df, x, (samples_per_step or {}).get(run_id, 1.0))
         ys = run_df["value"].to_numpy(dtype=float)
@@ -144,12 +156,14 @@ def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uire
 
 
 def histogram_figure(values_by_run: Mapping[str, np.ndarray], nbins: int = 30, title: str = "",
-                     uirevision: str = "") -> go.Figure:
-    """Overlaid histograms of per-sample rewards, one per run (or per step)."""
+                     uirevision: str = "", colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Overlaid histograms of per-sample rewards, one per run (or per step); ``colors`` maps
+    the same keys to colors (default: the palette in order)."""
     fig = go.Figure()
     for i, (label, values) in enumerate(values_by_run.items()):
+        color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
         fig.add_trace(go.Histogram(x=np.asarray(values, dtype=float), name=str(label), opacity=0.6,
-                                   nbinsx=nbins, marker={"color": PALETTE[i % len(PALETTE)]}))
+                                   nbinsx=nbins, marker={"color": color}))
     fig.update_layout(barmode="overlay", title=title, xaxis_title="reward", yaxis_title="samples",
                       uirevision=uirevision or title, height=320,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})

@@ -79,8 +79,7 @@ def decode(array) -> np.ndarray:
 def test_every_page_renders_without_runs(page) -> None:
     at = app(page)
     assert not at.exception
-    if page is None:  # AppTest drops the sidebar after switch_page; the browser test covers it
-        assert "Device" in at.sidebar.caption[0].value
+    assert "Device" in at.sidebar.caption[0].value      # every page runs inside the entry point
 
 
 def test_every_page_renders_with_runs(runs_dir) -> None:

@@ -183,3 +183,13 @@ def test_eta() -> None:
     assert viz.eta_seconds(0, 10, 5.0) is None
     assert viz.eta_seconds(5, 20, 10.0) == pytest.approx(30.0)
     assert viz.eta_seconds(20, 20, 10.0) == 0.0
+
+
+def test_line_figure_follows_the_given_run_order_and_colors() -> None:
+    df = _metrics(["a", "b", "c"], 5)
+    fig = viz.line_figure(df, "loss/total", runs=["c", "a"])
+    assert [t.meta for t in fig.data] == ["c", "a"]
+    colors = viz.run_colors(["c", "a"])
+    assert [t.line.color for t in fig.data] == [colors["c"], colors["a"]]
+    hist = viz.histogram_figure({"x": np.array([1.0]), "y": np.array([2.0])}, colors={"y": "#123456"})
+    assert hist.data[1].marker.color == "#123456"

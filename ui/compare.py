@@ -39,17 +39,19 @@ def final_table(metrics: pd.DataFrame, keys: list[str], names: dict[str, str]) -
 
 def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
     """Per-sample total reward of each run at its last logged step, overlaid."""
-    values = {}
+    values, colors, palette = {}, {}, viz.run_colors(run_ids)
     for run_id in run_ids:
         rewards = store().sample_rewards(run_id, term="total")
         if not rewards.empty:
             last = int(rewards["step"].max())
-            values[f"{names.get(run_id, run_id)} (step {last})"] = rewards.loc[rewards["step"] == last, "value"].to_numpy()
+            label = f"{names.get(run_id, run_id)} (step {last})"
+            values[label] = rewards.loc[rewards["step"] == last, "value"].to_numpy()
+            colors[label] = palette[run_id]
     st.markdown("**Reward distribution at the last step**")
     if not values:
         st.caption("None of these runs has per-sample rewards yet.")
         return
-    fig = viz.histogram_figure(values, title="total reward per sample", uirevision=",".join(run_ids))
+    fig = viz.histogram_figure(values, title="total reward per sample", uirevision=",".join(run_ids), colors=colors)
     st.plotly_chart(fig, key="cmp-hist", width="stretch", config={"displaylogo": False})
 
 

@@ -5,8 +5,11 @@ exists, so a page landing in another change needs no edit here).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+import streamlit as st
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,3 +43,39 @@ def available_pages() -> list[NavPage]:
         if (APP_ROOT / page.path).is_file():
             pages.insert(min(position, len(pages)), page)
     return pages
+
+
+# True while main() runs the chosen page: tells a page it runs inside the navigation.
+_ENTRY = threading.local()
+
+
+def main() -> None:
+    """The whole entry point (app.py): page config, navigation, sidebar, then the page."""
+    from ui.runtime import sidebar
+
+    st.set_page_config(page_title="rmcore: RL for language models", page_icon=":material/model_training:",
+                       layout="wide")
+    page = st.navigation([st.Page(str(APP_ROOT / p.path), title=p.title, icon=p.icon, default=p.default)
+                          for p in available_pages()])
+    sidebar()
+    _ENTRY.active = True
+    try:
+        page.run()
+    finally:
+        _ENTRY.active = False
+
+
+def require_entrypoint() -> None:
+    """First line of every page: make sure the entry point (config, sidebar) wraps it.
+
+    A folder named pages/ puts Streamlit in its legacy multipage mode until a script calls
+    st.navigation, and AppTest re-arms that mode before every run: then Streamlit runs
+    pages/x.py alone (a fresh server's first request for /compare, or any AppTest run).
+    Running the entry point from here, in the same script run, draws the page inside it
+    and keeps that run's widget events (a clicked button); st.stop() then ends the outer,
+    legacy run of this page, which has drawn nothing yet.
+    """
+    if getattr(_ENTRY, "active", False):
+        return
+    main()
+    st.stop()
