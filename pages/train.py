@@ -54,7 +54,8 @@ if launch or launch_many:
 if runs.empty:
     st.info("No runs yet: keep the defaults and press **Launch** to watch a model learn.")
     st.stop()
-labels = {row.id: f"{row.name} · {row.status} · {row.id}" for row in runs.itertuples()}
+# No status in the label: it is drawn once per page run and would go stale while polling.
+labels = {row.id: f"{row.name} · {row.id}" for row in runs.itertuples()}
 ids = list(labels)
 seed_from_url(RUN_KEY, st.query_params.get("run"), valid=lambda v: v in labels, default=ids[0])
 pick_col, smooth_col, actions_col = st.columns([4, 2, 4], vertical_alignment="bottom")

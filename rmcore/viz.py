@@ -140,8 +140,10 @@ def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float
 
 
 def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uirevision: str = "",
-                 title: str = "") -> go.Figure:
-    """Several metrics of one run on one chart (e.g. reward/total and each reward term)."""
+                 title: str = "", right_axis: tuple[str, ...] = ()) -> go.Figure:
+    """Several metrics of one run on one chart (e.g. reward/total and each reward term).
+    Keys in ``right_axis`` get their own y axis on the right (e.g. entropy next to a KL
+    a hundred times smaller)."""
     fig = go.Figure()
     for i, key in enumerate(keys):
         rows = df[df["key"] == key].sort_values("step")
@@ -149,7 +151,10 @@ def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uire
             continue
         xs, ys = downsample(rows["step"].to_numpy(), ema_smooth(rows["value"].to_numpy(float), smoothing))
         fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
-                                   name=key, line={"color": PALETTE[i % len(PALETTE)]}))
+                                   name=key, line={"color": PALETTE[i % len(PALETTE)]},
+                                   yaxis="y2" if key in right_axis else "y"))
+    if any(trace.yaxis == "y2" for trace in fig.data):
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "showgrid": False})
     fig.update_layout(title=title, xaxis_title="Step", uirevision=uirevision or title, height=320,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig

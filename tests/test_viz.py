@@ -127,6 +127,8 @@ def test_terms_and_histogram_figures() -> None:
     df = pd.concat([_metrics(["a"], 5, "reward/total"), _metrics(["a"], 5, "reward/rouge")])
     fig = viz.terms_figure(df, ["reward/total", "reward/rouge", "reward/absent"], uirevision="a")
     assert [t.name for t in fig.data] == ["reward/total", "reward/rouge"]
+    two_axes = viz.terms_figure(df, ["reward/total", "reward/rouge"], right_axis=("reward/rouge",))
+    assert [t.yaxis for t in two_axes.data] == ["y", "y2"] and two_axes.layout.yaxis2.side == "right"
     hist = viz.histogram_figure({"a": np.array([0.1, 0.2]), "b": np.array([0.3])})
     assert [t.type for t in hist.data] == ["histogram", "histogram"]
 

@@ -27,6 +27,7 @@ CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
     ("Eval (greedy, fixed prompts)", ("eval/",)),
 )
 HIDDEN_KEYS = ("reward/total_std",)
+RIGHT_AXIS = ("policy/entropy", "eval/response_length")  # other units and scales than their neighbours
 PLOTLY_CONFIG = {"displaylogo": False}
 
 
@@ -87,7 +88,8 @@ def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float) -> None:
     charts = [(title, found) for title, found in charts if found]
     for row in range(0, len(charts), 2):
         for col, (title, found) in zip(st.columns(2), charts[row:row + 2]):
-            fig = viz.terms_figure(metrics, found, smoothing=smoothing, uirevision=f"{run_id}:{title}", title=title)
+            fig = viz.terms_figure(metrics, found, smoothing=smoothing, uirevision=f"{run_id}:{title}", title=title,
+                                   right_axis=RIGHT_AXIS)
             col.plotly_chart(fig, key=f"live-{title}", width="stretch", config=PLOTLY_CONFIG)
 
 
