@@ -10,10 +10,11 @@ from rmcore.config import RewardModelConfig, TrainConfig
 __all__ = ["TrainConfig", "RewardModelConfig", "train", "train_reward_model"]
 
 
-def train(config, on_step=None, should_stop=None, on_progress=None, run_dir=None):
+def train(config, on_step=None, should_stop=None, on_progress=None, run_dir=None, resume_from=None):
     from rmcore.trainer import train as _train
 
-    return _train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress, run_dir=run_dir)
+    return _train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress, run_dir=run_dir,
+                  resume_from=resume_from)
 
 
 def train_reward_model(config, on_step=None, should_stop=None, on_progress=None, run_dir=None):

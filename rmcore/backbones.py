@@ -130,7 +130,7 @@ def _from_pretrained(auto_cls, path: str, *, trust_remote_code: bool, **kwargs):
     is_local = Path(path).expanduser().exists()
     if not is_local and (path.startswith((".", "/", "~")) or path.count("/") > 1):
         raise ConfigError(f"No model folder at {path!r}.")
-    extra = {} if auto_cls.__name__ == "AutoTokenizer" else {"use_safetensors": True}
+    extra = {"use_safetensors": True} if auto_cls.__name__.startswith("AutoModel") else {}
     try:
         return auto_cls.from_pretrained(path, trust_remote_code=trust_remote_code, **extra, **kwargs)
     except OSError as exc:

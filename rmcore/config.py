@@ -86,7 +86,7 @@ class TrainConfig:
     eval_every: int = _f(10, "Greedy eval on the fixed eval prompts every N steps (0 = only at the end).")
     eval_prompts: int = _f(16, "Number of fixed eval prompts.")
     log_generations: int = _f(4, "Sampled generations stored per step for the app.")
-    checkpoint_every: int = _f(0, "Save a checkpoint every N steps (0 = only at the end).")
+    checkpoint_every: int = _f(25, "Save a checkpoint every N steps for Resume (0 = only at the end); the newest 2 are kept.")
     device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda or mps.")
     trust_remote_code: bool = _f(False, "Allow a hub model to run its own code. Off unless you trust it.")
 

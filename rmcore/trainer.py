@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from rmcore.algorithms import get_algorithm
+from rmcore.checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint
 from rmcore.backbones import load_causal_lm, resolve_device
 from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
@@ -27,10 +28,13 @@ from rmcore.rollout import encode_prompts, response_logprobs, sample
 
 
 def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
-          on_progress: OnProgress | None = None, run_dir: str | Path | None = None) -> dict[str, float]:
-    """Train a policy; returns the last step's metrics (eval included)."""
-    from rmcore.data import load_task
+          on_progress: OnProgress | None = None, run_dir: str | Path | None = None,
+          resume_from: str | Path | None = None) -> dict[str, float]:
+    """Train a policy; returns the last step's metrics (eval included).
 
+    resume_from: a checkpoint folder of this run; training continues at the step after it
+    and ends at config.steps, drawing the same batches and samples as an unbroken run.
+    """
     cfg = config.validate()  # fields, reward weights, and what the loss needs
     algo = get_algorithm(cfg.loss)
     on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
@@ -38,32 +42,28 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     # --- set-up
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    task = load_task(cfg.task, split=cfg.dataset_split, seed=cfg.seed, prompt_column=cfg.prompt_column,
-                     reference_column=cfg.reference_column, chosen_column=cfg.chosen_column,
-                     rejected_column=cfg.rejected_column)
-    pool = task.pairs_train if algo.kind == "pairs" else task.train
-    if not pool:
-        raise ConfigError(f"Task {cfg.task!r} has no {'preference pairs' if algo.kind == 'pairs' else 'examples'} "
-                          f"for {algo.label}.")
-    if cfg.batch_size > len(pool):
-        raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the dataset ({len(pool)} examples).")
+    task, pool = load_pool(cfg)
     policy, tokenizer = load_causal_lm(cfg.backbone, device=device, trust_remote_code=cfg.trust_remote_code,
                                        runs_dir=Path(run_dir).parent if run_dir else None, on_progress=on_progress)
     encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
     session = make_session(cfg, algo, policy, tokenizer, device)
     eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
-    rng = random.Random(cfg.seed)
 
-    # --- step 0: the starting point of every eval curve
-    metrics, gens = evaluate(session, eval_set)
-    on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, generations=gens))
+    # --- step 0 (the start of every eval curve), or the step a resumed run stopped at
+    metrics: dict[str, float] = {}
+    start = load_checkpoint(session, resume_from) if resume_from else 0
+    if not resume_from:
+        metrics, gens = evaluate(session, eval_set)
+        on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, generations=gens))
 
-    for step in range(1, cfg.steps + 1):
+    for step in range(start + 1, cfg.steps + 1):
         if should_stop():
             break
         session.step = step
         t0 = time.perf_counter()
-        picked = rng.sample(range(len(pool)), cfg.batch_size)
+        # Data order and sampling are seeded by (seed, step), so a resumed run continues exactly.
+        picked = random.Random(f"{cfg.seed}-{step}").sample(range(len(pool)), cfg.batch_size)
+        session.generator.manual_seed(cfg.seed * 1_000_003 + step)
         policy.train()
         if algo.kind == "online":
             result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
@@ -83,10 +83,51 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         checkpoint = None
         if run_dir and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
             checkpoint = save_checkpoint(session, Path(run_dir) / "checkpoints" / f"step-{step:06d}")
+            prune_checkpoints(Path(run_dir) / "checkpoints")
         metrics = result.metrics
         on_step(StepReport(step=step, total_steps=cfg.steps, metrics=metrics,
                            sample_rewards=result.sample_rewards, generations=gens, checkpoint=checkpoint))
     return metrics
+
+
+def load_pool(cfg: TrainConfig):
+    """(task, the examples or pairs this loss learns from), with the data checks of a run."""
+    from rmcore.data import load_task
+
+    algo = get_algorithm(cfg.loss)
+    task = load_task(cfg.task, split=cfg.dataset_split, seed=cfg.seed, prompt_column=cfg.prompt_column,
+                     reference_column=cfg.reference_column, chosen_column=cfg.chosen_column,
+                     rejected_column=cfg.rejected_column)
+    pool = task.pairs_train if algo.kind == "pairs" else task.train
+    if not pool:
+        raise ConfigError(f"Task {cfg.task!r} has no {'preference pairs' if algo.kind == 'pairs' else 'examples'} "
+                          f"for {algo.label}.")
+    if cfg.batch_size > len(pool):
+        raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the dataset ({len(pool)} examples).")
+    return task, pool
+
+
+def preflight(config: TrainConfig) -> None:
+    """Every check that needs the data or the model's shape, without loading weights.
+
+    The runner calls this before it writes a run, so bad input changes nothing in the store.
+    """
+    from rmcore.backbones import BUILTIN, TINY_GPT2_SHAPE
+
+    cfg = config.validate()
+    load_pool(cfg)
+    if cfg.backbone == BUILTIN:
+        limit = TINY_GPT2_SHAPE["n_positions"]
+    else:
+        from transformers import AutoConfig
+
+        from rmcore.backbones import _from_pretrained
+
+        model_cfg = _from_pretrained(AutoConfig, cfg.backbone, trust_remote_code=cfg.trust_remote_code)
+        limit = getattr(model_cfg, "n_positions", None) or getattr(model_cfg, "max_position_embeddings", None)
+    if limit is not None and cfg.max_new_tokens >= limit:
+        raise ConfigError(f"max_new_tokens ({cfg.max_new_tokens}) must be below the model's context "
+                          f"length ({limit}) to leave room for the prompt.")
 
 
 def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
@@ -146,16 +187,3 @@ def add_throughput(result: StepResult, seconds: float) -> None:
     tokens = result.metrics.get("gen/response_length", 0.0) * n
     result.metrics.update({"perf/step_time": seconds, "perf/samples_per_s": n / seconds,
                            "perf/tokens_per_s": tokens / seconds})
-
-
-def save_checkpoint(s: Session, path: Path) -> str:
-    """save_pretrained (safetensors) of policy and tokenizer; the value head beside them."""
-    path.mkdir(parents=True, exist_ok=True)
-    s.policy.save_pretrained(path, safe_serialization=True)
-    s.tokenizer.save_pretrained(path)
-    if s.value_head is not None:
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().cpu().contiguous() for k, v in s.value_head.state_dict().items()},
-                  str(path / "value_head.safetensors"))
-    return str(path)

@@ -140,3 +140,34 @@ def test_each_loss_on_cuda_in_bf16(loss, tiny_lm_path):
     assert all(math.isfinite(r.metrics.get("loss/total", 0.0)) for r in reports)
     torch.cuda.empty_cache()
     assert torch.cuda.memory_allocated() < 64 * 2**20  # the run's tensors were released
+
+
+def test_resume_continues_exactly_where_an_unbroken_run_would_be(tiny_lm_path, tmp_path):
+    """Stop after step 2, resume from its checkpoint: steps 3–4 match the unbroken run."""
+    cfg = tiny(tiny_lm_path, loss="ppo", steps=4, checkpoint_every=2, kl_coef=0.1)
+    unbroken = []
+    rmcore.train(cfg, on_step=unbroken.append, run_dir=tmp_path / "a")
+    first = []
+    rmcore.train(cfg, on_step=first.append, run_dir=tmp_path / "b", should_stop=lambda: len(first) >= 3)
+    assert [r.step for r in first] == [0, 1, 2] and first[-1].checkpoint
+    resumed = []
+    rmcore.train(cfg, on_step=resumed.append, run_dir=tmp_path / "b", resume_from=first[-1].checkpoint)
+    assert [r.step for r in resumed] == [3, 4]
+
+    def clean(r):
+        return {k: round(v, 5) for k, v in r.metrics.items() if not k.startswith("perf/")}
+
+    assert [clean(r) for r in resumed] == [clean(r) for r in unbroken[3:]]
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+
+
+def test_preflight_catches_data_and_context_errors_without_weights(tiny_lm_path):
+    from rmcore.trainer import preflight
+
+    preflight(tiny(tiny_lm_path))  # fine
+    with pytest.raises(ConfigError, match="larger than the dataset"):
+        preflight(tiny(tiny_lm_path, batch_size=10_000))
+    with pytest.raises(ConfigError, match="context length \\(256\\)"):
+        preflight(tiny(tiny_lm_path, max_new_tokens=300))
+    with pytest.raises(ConfigError, match="context length \\(256\\)"):
+        preflight(TrainConfig(max_new_tokens=256))  # the built-in model, without building it
