@@ -11,6 +11,7 @@ loop costs little beyond the model calls. Layout of every batch:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,13 +75,19 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
     n = prompt_ids.shape[0]
     attn = prompt_mask.clone()
     positions = (attn.cumsum(-1) - 1).clamp(min=0)                       # (N, P)
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
+    shared = distinct_prompts(prompt_ids, prompt_mask)
+    if shared is None:
+        out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                    logits_to_keep=1)
+        next_logits, cache = out.logits, out.past_key_values               # (N, 1, V)
+    else:  # G samples per prompt: each distinct prompt runs once
+        first, cache = prefill(model, shared)
+        next_logits = first.logits                                         # (N, 1, V)
     next_pos = positions[:, -1:] + 1                                       # (N, 1)
     done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
     tokens = []
     for _ in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()                              # (N, V)
+        logits = next_logits[:, -1, :].float()                             # (N, V)
         tok = logits.argmax(-1) if greedy else _sample_top_p(logits / temperature, top_p, generator)
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         tokens.append(tok)
@@ -90,7 +97,8 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
             break
         attn = torch.cat([attn, in_response], 1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                    past_key_values=out.past_key_values, use_cache=True)
+                    past_key_values=cache, use_cache=True)
+        next_logits, cache = out.logits, out.past_key_values
         next_pos = next_pos + 1
     resp = torch.stack(tokens, 1)                                          # (N, T)
     resp_mask = response_mask_from_ids(resp, eos)
@@ -121,17 +129,76 @@ def response_logprobs(model, batch: Rollout, *, temperature: float = 1.0, with_e
 
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     p, t = batch.prompt_len, batch.input_ids.shape[1] - batch.prompt_len
-    # Vocabulary logits only where they are read (positions P-1 … P+T-2): on a small model the
-    # LM head over every prompt position costs as much as the rest of the forward pass.
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions,
-                output_hidden_states=with_hidden, use_cache=False, logits_to_keep=t + 1)
-    logits = out.logits[:, :-1, :].float()                                 # (N, T, V) predicts y_t
+    mask = batch.attention_mask
+    shared = distinct_prompts(batch.input_ids[:, :p], mask[:, :p])
+    if shared is None:
+        # Vocabulary logits only where they are read (positions P-1 … P+T-2): on a small model
+        # the LM head over every prompt position costs as much as the rest of the forward pass.
+        out = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions,
+                    output_hidden_states=with_hidden, use_cache=False, logits_to_keep=t + 1)
+        logits = [out.logits[:, :-1, :]]
+        hidden = [out.hidden_states[-1][:, p - 1:-1, :]] if with_hidden else []
+    else:
+        # G samples per prompt: the prompt runs once per distinct prompt and the responses read
+        # its keys and values from the cache; same numbers as the full forward, and gradients
+        # reach the prompt positions through the cache.
+        first, cache = prefill(model, shared, with_hidden=with_hidden)
+        logits, hidden = [first.logits], [first.hidden] if with_hidden else []
+        if t > 1:  # y_0 … y_{T-2} predict y_1 … y_{T-1}; the last token predicts nothing we score
+            out = model(input_ids=batch.input_ids[:, p:-1], attention_mask=mask[:, :-1],
+                        position_ids=positions[:, p:-1], past_key_values=cache, use_cache=True,
+                        output_hidden_states=with_hidden)
+            logits.append(out.logits)
+            hidden += [out.hidden_states[-1]] if with_hidden else []
+    logits = torch.cat(logits, 1).float()                                  # (N, T, V) predicts y_t
     tokens = batch.response_ids
     logprobs = token_logprobs(logits / temperature, tokens)
     logprobs_t1 = logprobs if temperature == 1.0 else token_logprobs(logits, tokens)
     entropy = entropy_from_logits(logits / temperature) if with_entropy else None
-    hidden = out.hidden_states[-1][:, p - 1:-1, :] if with_hidden else None  # (N, T, H)
+    hidden = torch.cat(hidden, 1) if with_hidden else None                  # (N, T, H)
     return logprobs, entropy, hidden, logprobs_t1
+
+
+@dataclass
+class SharedPrompts:
+    """The distinct rows of a prompt batch, and which of them each row is."""
+    ids: Tensor      # (U, P) distinct prompts, left-padded
+    mask: Tensor     # (U, P)
+    inverse: Tensor  # (N,) row i of the batch is distinct prompt inverse[i]
+
+
+@dataclass
+class Prefill:
+    logits: Tensor         # (N, 1, V) at the last prompt position: predicts the first response token
+    hidden: Tensor | None  # (N, 1, H) last-layer hidden state there, when asked for
+
+
+def distinct_prompts(prompt_ids: Tensor, prompt_mask: Tensor) -> SharedPrompts | None:
+    """The batch's distinct prompts, or None when no two rows share one. prompt_ids, mask: (N, P)."""
+    rows = torch.cat([prompt_ids, prompt_mask], 1)                         # (N, 2P)
+    distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)     # (U, 2P), (N,)
+    if distinct.shape[0] == rows.shape[0]:
+        return None
+    p = prompt_ids.shape[1]
+    return SharedPrompts(ids=distinct[:, :p], mask=distinct[:, p:], inverse=inverse)
+
+
+def prefill(model, prompts: SharedPrompts, *, with_hidden: bool = False) -> tuple[Prefill, Any]:
+    """Run each distinct prompt once; return next-token logits and a KV cache with one entry per row.
+
+    A rollout repeats each prompt G times (prompt-major), and running the copies through the
+    model is G× the work for the same keys and values. The distinct prompts' cache is
+    index-selected back to the N rows: a differentiable gather, so the gradients of the G rows
+    sum into their shared prompt exactly as they would over G separate copies.
+    """
+    positions = (prompts.mask.cumsum(-1) - 1).clamp(min=0)                 # (U, P)
+    out = model(input_ids=prompts.ids, attention_mask=prompts.mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1, output_hidden_states=with_hidden)
+    cache = out.past_key_values
+    cache.reorder_cache(prompts.inverse)                                   # U → N rows
+    logits = out.logits.index_select(0, prompts.inverse)                   # (N, 1, V)
+    hidden = out.hidden_states[-1][:, -1:, :].index_select(0, prompts.inverse) if with_hidden else None
+    return Prefill(logits=logits, hidden=hidden), cache
 
 
 def _sample_top_p(logits: Tensor, top_p: float, generator: torch.Generator | None) -> Tensor:
