@@ -64,14 +64,12 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         # Data order and sampling are seeded by (seed, step), so a resumed run continues exactly.
         picked = random.Random(f"{cfg.seed}-{step}").sample(range(len(pool)), cfg.batch_size)
         session.generator.manual_seed(cfg.seed * 1_000_003 + step)
-        policy.train()
         if algo.kind == "online":
             result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
         elif algo.kind == "sft":
             result = sft_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
         else:
             result = dpo_step(session, [pool[i] for i in picked])
-        policy.eval()
         add_throughput(result, time.perf_counter() - t0)
 
         gens = result.generations
@@ -145,6 +143,8 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
     reward = build_composite(cfg.reward_weights(), rouge_type=cfg.rouge_type, distinct_n=cfg.distinct_n,
                              target_length=cfg.target_length, rm_scorer=rm_scorer)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    # Dropout stays off for the whole run (TRL's disable_dropout): with it on, the log-probs of
+    # the rollout and of the update would come from different networks, and PPO's ratio ≠ 1.
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     policy.eval()
     return Session(cfg=cfg, algo=algo, policy=policy, tokenizer=tokenizer, ref=ref, value_head=value_head,

@@ -171,3 +171,17 @@ def test_preflight_catches_data_and_context_errors_without_weights(tiny_lm_path)
         preflight(tiny(tiny_lm_path, max_new_tokens=300))
     with pytest.raises(ConfigError, match="context length \\(256\\)"):
         preflight(TrainConfig(max_new_tokens=256))  # the built-in model, without building it
+
+
+def test_dropout_is_off_during_training_so_on_policy_ratio_is_one(tiny_lm_path, tmp_path):
+    """A backbone with dropout: first-epoch PPO ratios are exactly 1 (rollout and update agree)."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(tiny_lm_path)
+    model.config.resid_pdrop = model.config.attn_pdrop = model.config.embd_pdrop = 0.5
+    GPT2LMHeadModel(model.config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_lm_path).save_pretrained(tmp_path)
+    reports = []
+    rmcore.train(tiny(str(tmp_path), loss="grpo", steps=1, ppo_epochs=1), on_step=reports.append)
+    assert reports[-1].metrics["policy/ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert reports[-1].metrics["policy/clipfrac"] == 0.0
