@@ -1,4 +1,4 @@
-"""`python -m rmcore …`: train policies and reward models headless, list and export runs.
+"""`python -m rmcore …`: train policies and reward models headless; list, export and resume runs.
 
 Flags are the config fields with dashes (`--max-new-tokens`), their help is the field's
 doc; runs go through the same Runner and store as the app, so they show up there. Bad
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_id")
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", default=None, help="Output folder (default: the run's folder/export).")
+    resume = runs_sub.add_parser("resume", help="Continue an interrupted, failed or stopped run from its "
+                                                "latest checkpoint to its planned steps.")
+    resume.add_argument("run_id")
+    resume.add_argument("--quiet", action="store_true", help="No progress bar.")
     return parser
 
 
@@ -62,14 +66,32 @@ def config_from_args(cls: type, args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace, cls: type) -> int:
     from rmcore.runner import Runner
+    from rmcore.safety import remote_code_warning
 
     config = config_from_args(cls, args).validate()
-    runner = Runner(args.runs_dir) if args.runs_dir else Runner(_default_runs_dir())
+    runner = Runner(args.runs_dir or _default_runs_dir())
     run_id = runner.submit(config, name=config.name)
+    if remote_code_warning(config):
+        print(f"warning: {remote_code_warning(config)}", file=sys.stderr)
     print(f"run {run_id}  ({config.loss} on {config.backbone}, {config.steps} steps) → {runner.store.runs_dir}",
           file=sys.stderr)
+    return follow_to_end(runner, run_id, config.steps, quiet=args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from rmcore.runner import Runner
+
+    runner = Runner(args.runs_dir or _default_runs_dir())
+    run_id = runner.resume(args.run_id)
+    run = runner.store.get_run(run_id)
+    print(f"run {run_id} resumes at step {run['last_step']} of {run['total_steps']}", file=sys.stderr)
+    return follow_to_end(runner, run_id, int(run["total_steps"]), quiet=args.quiet)
+
+
+def follow_to_end(runner, run_id: str, steps: int, *, quiet: bool) -> int:
+    """Follow a run until it ends (Ctrl-C stops it); exit code 1 if it failed, else 0."""
     try:
-        status = follow(runner, run_id, config.steps, quiet=args.quiet)
+        status = follow(runner, run_id, steps, quiet=quiet)
     except KeyboardInterrupt:
         runner.stop(run_id)
         status = runner.wait(run_id, timeout=120)
@@ -106,8 +128,13 @@ def follow(runner, run_id: str, steps: int, *, quiet: bool) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from rmcore.safety import validate_run_id
     from rmcore.store import RunStore
 
+    if getattr(args, "run_id", None) is not None:
+        validate_run_id(args.run_id)  # before the store folder is even opened
+    if args.runs_command == "resume":
+        return cmd_resume(args)
     store = RunStore(args.runs_dir or _default_runs_dir())
     if args.runs_command == "list":
         df = store.list_runs()
@@ -150,5 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args, RewardModelConfig)
         return cmd_runs(args)
     except RmcoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from rmcore.safety import scrub_secrets
+
+        print(f"error: {scrub_secrets(str(exc))}", file=sys.stderr)
         return 2

@@ -8,10 +8,16 @@ through the SQLite store, which the pages poll.
 A run's life: queued -> preparing (thread started; trainer progress messages) -> running
 (first step recorded) -> done | stopped | failed. A run whose thread is gone without a
 final status (the process died) is marked interrupted by the next Runner on that store.
+An interrupted, failed or stopped policy run with a checkpoint can be resumed: the same
+run id is queued again and continues from its latest checkpoint to its planned steps.
+
+Bad input never reaches the store: submit() runs the trainer's preflight checks (config,
+data, context length, safetensors weights) before it writes anything.
 """
 from __future__ import annotations
 
 import collections
+import json
 import os
 import sys
 import threading
@@ -24,11 +30,13 @@ from typing import Any, Callable
 from rmcore.config import RewardModelConfig, TrainConfig
 from rmcore.errors import ConfigError, RmcoreError
 from rmcore.events import ProgressReport, StepReport
-from rmcore.store import TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
+from rmcore.safety import check_safetensors_folder
+from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
 
 # kind -> fn(config, on_step, should_stop, on_progress, run_dir); the trainer's return value is ignored.
 TrainFn = Callable[..., Any]
 OOM_HINT = " — try a smaller batch, fewer samples per prompt or fewer new tokens."
+RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
 PROGRESS_INTERVAL_S = 0.5  # at most 2 progress writes per second per run
 
 # Run ids owned by live runner threads of this process, across Runner instances: when the
@@ -38,10 +46,11 @@ _LIVE_IDS: set[str] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def _train_policy(config: TrainConfig, on_step, should_stop, on_progress, run_dir: Path) -> Any:
+def _train_policy(config: TrainConfig, on_step, should_stop, on_progress, run_dir: Path,
+                  resume_from: str | None = None) -> Any:
     from rmcore.trainer import train  # heavy (transformers); only when a run starts
     return train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress,
-                 run_dir=run_dir)
+                 run_dir=run_dir, resume_from=resume_from)
 
 
 def _train_reward_model(config: RewardModelConfig, on_step, should_stop, on_progress,
@@ -52,6 +61,27 @@ def _train_reward_model(config: RewardModelConfig, on_step, should_stop, on_prog
 
 
 DEFAULT_TRAIN_FNS: dict[str, TrainFn] = {"policy": _train_policy, "reward_model": _train_reward_model}
+
+
+def preflight(config: TrainConfig | RewardModelConfig, runs_dir: str | Path | None = None) -> None:
+    """Every check that can fail a run before it starts; raises the rmcore error, writes nothing.
+
+    Policy runs: the trainer's preflight (fields, reward weights, data, batch vs dataset,
+    context length; no weights loaded), the δ term's reward model must resolve, and local
+    model folders must hold safetensors. Reward-model runs: their config checks and the
+    safetensors check (their trainer's data checks run when the run starts). runs_dir is
+    where a δ reward model given as a run id is looked up.
+    """
+    config.validate()
+    if isinstance(config, TrainConfig):
+        from rmcore.trainer import preflight as trainer_preflight
+
+        trainer_preflight(config)
+        if config.delta != 0:
+            from rmcore.rm_trainer import resolve_reward_model
+
+            check_safetensors_folder(str(resolve_reward_model(config.reward_model, runs_dir)))
+    check_safetensors_folder(config.backbone)
 
 
 def resolve_device(device: str) -> str:
@@ -65,10 +95,19 @@ def resolve_device(device: str) -> str:
     return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
-def failure_message(exc: BaseException) -> str:
-    """One line for the user: our own errors verbatim, others prefixed by their type."""
+def failure_message(exc: BaseException, step: int | None = None) -> str:
+    """One line for the user: our own errors verbatim, others prefixed by their type.
+
+    step: the step being trained when exc was raised. Sampling from a model whose weights
+    went NaN/inf (an absurd learning rate) fails inside torch.multinomial before any loss
+    is computed; that is reported like the trainer's own non-finite-loss check.
+    """
     text = str(exc) if isinstance(exc, RmcoreError) else f"{type(exc).__name__}: {exc}"
     text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if isinstance(exc, RuntimeError) and "probability tensor contains either `inf`, `nan`" in str(exc):
+        where = f" at step {step}" if step is not None else ""
+        text = (f"non-finite model outputs{where} (NaN or inf while sampling); "
+                "try a smaller learning rate.")
     torch = sys.modules.get("torch")  # an OOM means torch is loaded; never import it here
     if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         text += OOM_HINT
@@ -95,6 +134,8 @@ class _Job:
     config: TrainConfig | RewardModelConfig
     device: str
     status: str = "queued"
+    resume_from: str | None = None
+    last_step: int = 0
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -128,20 +169,61 @@ class Runner:
             kind = "reward_model"
         else:
             raise ConfigError(f"A run needs a TrainConfig or RewardModelConfig, got {type(config).__name__}.")
-        config.validate()
         if kind not in self.train_fns:
             raise ConfigError(f"No trainer for runs of kind {kind!r}.")
+        preflight(config, self.store.runs_dir)  # before any write: bad input leaves the store as it was
         device = resolve_device(config.device)
         run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
                                        total_steps=config.steps, device=device)
-        job = _Job(run_id, kind, config, device)
-        with _LIVE_LOCK:
-            _LIVE_IDS.add(run_id)
-        with self._lock:
-            self._jobs[run_id] = job
-            self._queues[device].append(job)
-            self._start_ready(device)
+        self._enqueue(_Job(run_id, kind, config, device))
         return run_id
+
+    def resume(self, run_id: str) -> str:
+        """Queue an interrupted, failed or stopped policy run again from its latest checkpoint.
+
+        The run keeps its id, config and the metrics up to the checkpoint; anything it
+        recorded after the checkpoint is deleted (the resumed run records those steps again,
+        identically), and it trains on to its planned step count. ConfigError, with nothing
+        changed, when the run is live or done, is a reward-model run, or has no usable
+        checkpoint before its last step.
+        """
+        run = self.store.get_run(run_id)
+        status = run["status"]
+        if self.is_live(run_id) or status in ACTIVE_STATUSES:
+            raise ConfigError(f"Run {run_id} is {status}; only a run that has ended can be resumed.")
+        if status not in RESUMABLE_STATUSES:
+            raise ConfigError(f"Run {run_id} is {status}; only interrupted, failed or stopped runs can be resumed.")
+        if run["kind"] != "policy":
+            raise ConfigError(f"Run {run_id} is a reward-model run; those cannot be resumed, start a new one.")
+        config = TrainConfig.from_dict(run["config"])
+        step, checkpoint = self._resume_point(run_id, int(run["last_step"] or 0))
+        if step >= config.steps:
+            raise ConfigError(f"Run {run_id} already reached its last step ({config.steps}); nothing to resume.")
+        preflight(config, self.store.runs_dir)  # the data or backbone may have gone since the run started
+        device = resolve_device(config.device)
+        self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…")
+        self._enqueue(_Job(run_id, "policy", config, device, resume_from=checkpoint, last_step=step))
+        return run_id
+
+    def _resume_point(self, run_id: str, last_step: int) -> tuple[int, str]:
+        """(step, folder) of the newest recorded checkpoint that is complete on disk.
+
+        The store is the source of truth: a checkpoint written but not yet recorded when the
+        process died may be half-saved. Older recorded ones may have been pruned from disk.
+        """
+        for step, path in reversed(self.store.checkpoints(run_id)):
+            state = Path(path) / "trainer_state.json"
+            if step <= last_step and state.is_file():
+                return int(json.loads(state.read_text())["step"]), path
+        raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start it again instead.")
+
+    def _enqueue(self, job: _Job) -> None:
+        with _LIVE_LOCK:
+            _LIVE_IDS.add(job.run_id)
+        with self._lock:
+            self._jobs[job.run_id] = job
+            self._queues[job.device].append(job)
+            self._start_ready(job.device)
 
     def stop(self, run_id: str) -> bool:
         """Ask a run to stop; a queued run is dropped at once. False if it is not live here."""
@@ -239,18 +321,19 @@ class Runner:
 
         def on_step(report: StepReport) -> None:
             store.record_step(run_id, report)
-            job.status = "running"
+            job.status, job.last_step = "running", int(report.step)
 
         try:
             store.set_status(run_id, "preparing", message="Starting…")
             run_dir = store.run_dir(run_id)
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.train_fns[job.kind](job.config, on_step, job.stop_event.is_set, on_progress, run_dir)
+            resume = {"resume_from": job.resume_from} if job.resume_from else {}
+            self.train_fns[job.kind](job.config, on_step, job.stop_event.is_set, on_progress, run_dir, **resume)
             final = "stopped" if job.stop_event.is_set() else "done"
             store.set_status(run_id, final, message="")
         except BaseException as exc:  # the app must keep serving whatever the trainer raised
             try:
-                store.set_status(run_id, "failed", error=failure_message(exc),
+                store.set_status(run_id, "failed", error=failure_message(exc, job.last_step + 1),
                                  traceback=traceback_module.format_exc())
             except Exception:
                 traceback_module.print_exc()

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 from rmcore.errors import ConfigError
 from rmcore.events import StepReport
 from rmcore.export import EXPORT_FORMATS  # noqa: F401  (re-exported)
-from rmcore.safety import new_run_id, redact_secrets, validate_run_id  # noqa: F401
+from rmcore.safety import new_run_id, redact_secrets, scrub_secrets, validate_run_id  # noqa: F401
 
 if TYPE_CHECKING:  # pandas is imported lazily: the training hot path never needs it
     import pandas as pd
@@ -155,13 +155,13 @@ class RunStore:
 
     def create_run(self, *, kind: str, config: dict[str, Any], name: str = "",
                    total_steps: int = 0, status: str = "queued", device: str = "") -> str:
-        """Insert a run owned by this process; secrets in config are stored as "***"."""
+        """Insert a run owned by this process; secrets in config and name are stored as "***"."""
         if kind not in KINDS:
             raise ConfigError(f"Run kind must be one of {', '.join(KINDS)}; got {kind!r}.")
         _check_status(status)
         hint = name or str(config.get("loss") or kind)
         run_id = new_run_id(hint)
-        name = name or f"{hint} {time.strftime('%H:%M:%S')}"
+        name = scrub_secrets(name or f"{hint} {time.strftime('%H:%M:%S')}")
         row = (run_id, name, kind, status, json.dumps(redact_secrets(config), default=str),
                time.time(), int(total_steps), 0, device, os.getpid())
         self._write(lambda c: c.execute(
@@ -171,8 +171,13 @@ class RunStore:
 
     def set_status(self, run_id: str, status: str, *, message: str | None = None,
                    error: str | None = None, traceback: str | None = None) -> None:
-        """Change status; stamps started on first preparing/running, finished when terminal."""
+        """Change status; stamps started on first preparing/running, finished when terminal.
+
+        Message, error and traceback are scrubbed of secrets: an exception may quote a
+        token (a URL with credentials, an environment dump) and the store is exported.
+        """
         _check_status(status)
+        message, error, traceback = (scrub_secrets(text) for text in (message, error, traceback))
         now = time.time()
         started = now if status in ("preparing", "running") else None
         finished = now if status in TERMINAL_STATUSES else None
@@ -184,7 +189,7 @@ class RunStore:
 
     def set_message(self, run_id: str, message: str) -> None:
         self._write(lambda c: c.execute("UPDATE runs SET message = ? WHERE id = ?",
-                                        (message, validate_run_id(run_id))))
+                                        (scrub_secrets(message), validate_run_id(run_id))))
 
     def record_step(self, run_id: str, report: StepReport, time: float | None = None) -> None:
         """Write one step (metrics, sample rewards, generations, checkpoint) in one transaction.
@@ -219,6 +224,30 @@ class RunStore:
 
         validate_run_id(run_id)
         self._write(write)
+
+    def truncate_after(self, run_id: str, step: int) -> None:
+        """Delete everything a run recorded after `step` (metrics, rewards, generations,
+        checkpoints) and set its last_step to at most `step`.
+
+        Resume uses this: a process killed after recording step N but before the next
+        checkpoint at step C < N left steps C+1..N in the store, and the resumed run records
+        them again from the checkpoint. Deleting them first keeps one row per step and key.
+        """
+        validate_run_id(run_id)
+        self._write(lambda c: _truncate(c, run_id, int(step)))
+
+    def reopen(self, run_id: str, step: int, message: str = "") -> None:
+        """Queue a finished run again from `step` (resume), in one transaction: truncate
+        after `step`, status queued, error/traceback/finished cleared, owned by this process.
+        """
+        validate_run_id(run_id)
+
+        def reopen(c: sqlite3.Connection) -> None:
+            _truncate(c, run_id, int(step))
+            c.execute("UPDATE runs SET status = 'queued', finished = NULL, error = NULL, traceback = NULL,"
+                      " message = ?, pid = ? WHERE id = ?", (scrub_secrets(message), os.getpid(), run_id))
+
+        self._write(reopen)
 
     def mark_interrupted(self, except_ids: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Mark runs left queued/preparing/running by a process that can no longer run them.
@@ -381,6 +410,12 @@ _GENERATION_COLUMNS = ["step", "split", "idx", "prompt", "completion", "referenc
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
+
+
+def _truncate(conn: sqlite3.Connection, run_id: str, step: int) -> None:
+    for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
+        conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+    conn.execute("UPDATE runs SET last_step = MIN(last_step, ?) WHERE id = ?", (step, run_id))
 
 
 def _marks(values: list) -> str:
