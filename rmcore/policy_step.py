@@ -59,8 +59,13 @@ def score(s: Session, batch: Rollout, prompts: list[str], refs: list[str], ref_l
     return s.reward(prompts, batch.completions, refs, precomputed=pre)
 
 
-def rollout_and_score(s: Session, prompts: list[str], refs: list[str], group: int) -> dict[str, Any]:
-    """Sample `group` completions per prompt and everything the update needs, without grad."""
+def rollout_and_score(s: Session, prompts: list[str], refs: list[str], group: int, *,
+                      policy_forward: bool = True) -> dict[str, Any]:
+    """Sample `group` completions per prompt and everything the update needs, without grad.
+
+    policy_forward=False leaves old_lp and entropy None: the single on-policy update fills
+    them from its own forward pass (see single_on_policy_pass).
+    """
     cfg, timings = s.cfg, {}
     t0 = time.perf_counter()
     ids, mask = encode_prompts(s.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, model=s.policy,
@@ -74,9 +79,11 @@ def rollout_and_score(s: Session, prompts: list[str], refs: list[str], group: in
 
     t0 = time.perf_counter()
     with torch.inference_mode():
-        old_lp, entropy, hidden, _ = response_logprobs(s.policy, batch, temperature=cfg.temperature,
-                                                       with_entropy=True, with_hidden=s.value_head is not None)
-        old_values = s.value_head(hidden.float()).squeeze(-1) if s.value_head is not None else None  # (N, T)
+        old_lp = entropy = old_values = None
+        if policy_forward:
+            old_lp, entropy, hidden, _ = response_logprobs(s.policy, batch, temperature=cfg.temperature,
+                                                           with_entropy=True, with_hidden=s.value_head is not None)
+            old_values = s.value_head(hidden.float()).squeeze(-1) if s.value_head is not None else None  # (N, T)
         ref_lp = ref_lp_t1 = None
         if s.ref is not None:
             ref_lp, _, _, ref_lp_t1 = response_logprobs(s.ref, batch, temperature=cfg.temperature)
@@ -85,27 +92,52 @@ def rollout_and_score(s: Session, prompts: list[str], refs: list[str], group: in
     t0 = time.perf_counter()
     rewards = score(s, batch, prompts_g, refs_g, ref_lp_t1)
     timings["perf/reward_s"] = time.perf_counter() - t0
-    return dict(batch=batch, prompts=prompts_g, refs=refs_g, old_lp=old_lp.clone(), entropy=entropy.clone(),
-                old_values=None if old_values is None else old_values.clone(),
-                ref_lp=None if ref_lp is None else ref_lp.clone(), rewards=rewards, timings=timings)
+    # inference-mode tensors cannot enter autograd; clones are ordinary tensors
+    return dict(batch=batch, prompts=prompts_g, refs=refs_g, old_lp=_clone(old_lp), entropy=_clone(entropy),
+                old_values=_clone(old_values), ref_lp=_clone(ref_lp), rewards=rewards, timings=timings)
+
+
+def _clone(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.clone()
+
+
+def single_on_policy_pass(s: Session, n: int) -> bool:
+    """True when the update is one pass over the whole batch and nothing reads the old log-probs before it.
+
+    Then the old log-probs are the update pass's own, detached (the policy has not moved yet;
+    PPO/GRPO's ratio is exactly 1 with its gradient intact, as in TRL when num_iterations=1),
+    and the separate no-grad policy forward is skipped. Not so with several epochs or
+    minibatches, a value head (GAE reads old values), or KL placed in the reward.
+    """
+    cfg = s.cfg
+    passes = cfg.ppo_epochs * min(cfg.minibatches, n) if s.algo.clipped else 1
+    kl_in_reward = s.ref is not None and cfg.kl_coef > 0 and cfg.kl_placement == "reward"
+    return passes == 1 and s.value_head is None and not kl_in_reward
+
+
+def token_kl(s: Session, r: dict) -> Tensor | None:
+    """Per-token KL estimate to the reference on response tokens, (N, T); None when unused or not yet known."""
+    if r["ref_lp"] is None or s.cfg.kl_coef <= 0 or r["old_lp"] is None:
+        return None
+    return kl_estimate(r["old_lp"], r["ref_lp"], s.cfg.kl_estimator) * r["batch"].response_mask
 
 
 def online_step(s: Session, prompts: list[str], refs: list[str]) -> StepResult:
     cfg, algo = s.cfg, s.algo
     G = cfg.samples_per_prompt
-    r = rollout_and_score(s, prompts, refs, G)
-    batch, mask = r["batch"], r["batch"].response_mask
+    one_pass = single_on_policy_pass(s, len(prompts) * G)
+    r = rollout_and_score(s, prompts, refs, G, policy_forward=not one_pass)
     R = torch.tensor(r["rewards"].total, dtype=torch.float32, device=s.device)  # (N,)
 
-    kl_tok = None
-    if r["ref_lp"] is not None and cfg.kl_coef > 0:
-        kl_tok = kl_estimate(r["old_lp"], r["ref_lp"], cfg.kl_estimator) * mask   # (N, T)
+    kl_tok = token_kl(s, r)                                                      # (N, T) or None
     R_seq = R - cfg.kl_coef * kl_tok.sum(-1) if (kl_tok is not None and cfg.kl_placement == "reward") else R
 
     advantages, returns = make_advantages(s, r, R, R_seq, kl_tok, prompts, refs)
     t0 = time.perf_counter()
     stats = update(s, r, advantages, returns)
     metrics = {**stats, **r["timings"], "perf/update_s": time.perf_counter() - t0}
+    if one_pass:  # old_lp came from the update pass
+        kl_tok = token_kl(s, r)
     metrics.update(rollout_metrics(s, r, kl_tok))
     if R_seq is not R:
         metrics["reward/with_kl_penalty"] = R_seq.mean().item()
@@ -179,9 +211,13 @@ def minibatch_loss(s: Session, r: dict, mb: Rollout, idx: Tensor, advantages, re
     cfg, name = s.cfg, s.algo.name
     mask = mb.response_mask
     norm = dict(loss_norm=cfg.loss_norm, max_len=cfg.max_new_tokens)
+    fill_old = r["old_lp"] is None  # the single on-policy pass: see single_on_policy_pass
     logprobs, entropy, hidden, _ = response_logprobs(s.policy, mb, temperature=cfg.temperature,
-                                                     with_entropy=cfg.entropy_coef > 0,
+                                                     with_entropy=cfg.entropy_coef > 0 or fill_old,
                                                      with_hidden=s.value_head is not None)
+    if fill_old:  # back into rollout order (idx is a permutation of every row)
+        r["old_lp"] = torch.empty_like(logprobs).index_copy_(0, idx, logprobs.detach())
+        r["entropy"] = torch.empty_like(entropy).index_copy_(0, idx, entropy.detach())
     values = s.value_head(hidden.float()).squeeze(-1) if s.value_head is not None else None
     A = advantages[idx] if advantages is not None else None
     if name == "ppo":
