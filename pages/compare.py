@@ -65,7 +65,7 @@ def overlay() -> None:
     with st.container(key="cmp-chart"):
         st.plotly_chart(fig, key="cmp-line", width="stretch", config={"displaylogo": False})
     st.markdown("**Final and best values**")
-    final_table(metrics, [k for k in SUMMARY_KEYS if k in keys] or keys[:8], names)
+    final_table(metrics, [k for k in SUMMARY_KEYS if k in keys] or keys[:8], names, selected)
 
 
 overlay()

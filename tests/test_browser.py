@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -25,6 +26,7 @@ from rmcore.store import RunStore
 pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 expect = playwright_api.expect
+expect.set_options(timeout=30_000)  # a cold server imports torch on its first page
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -106,6 +108,10 @@ def open_page(page, url: str) -> None:
     expect(page.locator(CONNECTED)).to_be_attached(timeout=60_000)
 
 
+def run_in(url: str) -> str:
+    return parse_qs(urlparse(url).query).get("run", [""])[0]
+
+
 def step_of(page) -> int:
     return int(page.locator(STEP_VALUE).inner_text().split("/")[0])
 
@@ -122,9 +128,9 @@ def test_launch_with_defaults_learns_live_then_stops(server, page) -> None:
     # The step counter rises within 60 s, and goes on rising, all without a reload.
     wait_step_above(page, 0, 60_000)
     first = step_of(page)
-    wait_step_above(page, first, 60_000)
-    expect(page.locator(".js-plotly-plot .gtitle", has_text="Loss")).to_be_visible()
-    expect(page.locator(".js-plotly-plot .gtitle", has_text="Reward")).to_be_visible()
+    wait_step_above(page, max(first, 4), 120_000)  # a few points on the curves for the screenshot
+    expect(page.locator(".js-plotly-plot .gtitle", has_text="Loss").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot .gtitle", has_text="Reward").first).to_be_visible()
     expect(page.locator(".st-key-live-generations [data-testid=stDataFrame]")).to_be_visible()
     (ROOT / "docs").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
@@ -137,26 +143,45 @@ def test_launch_with_defaults_learns_live_then_stops(server, page) -> None:
     assert 2 <= stopped_at < 50
 
 
-def test_compare_overlays_two_runs_and_reload_keeps_selection(server, page) -> None:
+def set_number(page, field: str, value: int) -> None:
+    box = page.locator(f".st-key-cfg-{field} input")
+    box.fill(str(value))
+    box.press("Enter")
+    expect(box).to_have_value(str(value))
+
+
+def test_one_run_per_loss_then_compare_and_reload(server, page) -> None:
+    before = set(RunStore(server.runs_dir).list_runs()["id"])
     open_page(page, f"{server.url}/train")  # no ?run=: the form is unfolded
-    steps = page.locator(".st-key-cfg-steps input")
-    steps.fill("3")
-    steps.press("Enter")
-    expect(steps).to_have_value("3")
-    page.locator(".st-key-launch button").click()
-    expect(page.locator(STATUS_VALUE)).to_have_text("done", timeout=120_000)
-
-    run_ids = RunStore(server.runs_dir).list_runs()["id"].tolist()
-    assert len(run_ids) == 2
-    open_page(page, f"{server.url}/compare?runs={','.join(run_ids)}&metric=reward/total")
+    for field, value in {"steps": 8, "batch_size": 4, "max_new_tokens": 16}.items():
+        set_number(page, field, value)
+    losses = page.locator(".st-key-cfg-compare_losses input")
+    for label in ("REINFORCE", "GRPO"):
+        losses.click()
+        page.get_by_role("option", name=label, exact=True).click()
+    picked = page.locator(".st-key-cfg-compare_losses [aria-label='Selected values']").first.locator("[data-tag]")
+    expect(picked).to_have_count(2)
+    page.locator(".st-key-launch_per_loss button").click()
+    page.wait_for_url(re.compile(r"/compare\?"))
     legend = page.locator(".st-key-cmp-chart .legendtext")
-    expect(legend).to_have_count(2)
-    page.screenshot(path=str(ROOT / "docs" / "compare.png"), full_page=True)
+    expect(legend).to_have_count(2, timeout=120_000)  # curves appear while the runs go on
 
-    page.reload()
+    store = RunStore(server.runs_dir)
+    run_ids = sorted(set(store.list_runs()["id"]) - before)
+    assert sorted(store.get_run(r)["config"]["loss"] for r in run_ids) == ["grpo", "reinforce"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and any(store.get_run(r)["status"] != "done" for r in run_ids):
+        time.sleep(1)  # polling the store for the end of training, not waiting on the page
+    assert [store.get_run(r)["status"] for r in run_ids] == ["done", "done"]
+
+    page.reload()  # the selection lives in the URL
     expect(page.locator(CONNECTED)).to_be_attached()
+    chips = page.locator(".st-key-cmp_runs [aria-label='Selected values']").first.locator("[data-tag]")
+    expect(chips).to_have_count(2)
     expect(legend).to_have_count(2)
-    assert re.search(r"runs=[^&]*,", page.url), page.url
+    assert sorted(parse_qs(urlparse(page.url).query)["runs"][0].split(",")) == run_ids
+    expect(page.locator(".st-key-cmp-chart .js-plotly-plot .main-svg").first).to_be_visible()
+    page.screenshot(path=str(ROOT / "docs" / "compare.png"), full_page=True)
 
 
 def test_runs_survive_a_server_restart(server, page) -> None:
@@ -165,13 +190,14 @@ def test_runs_survive_a_server_restart(server, page) -> None:
     # Leave one run going when the server dies: after the restart it reads "interrupted".
     open_page(page, f"{server.url}/train")  # a new session: the form holds the defaults
     page.locator(".st-key-launch button").click()
-    wait_step_above(page, 0, 60_000)
-    running = page.url.split("run=")[1].split("&")[0]
+    page.wait_for_url(lambda url: "run=" in url and run_in(url) not in finished)  # the new run is selected
+    running = run_in(page.url)
+    expect(page.locator(STEP_VALUE)).to_have_text(re.compile(r"^[1-9]\d* / 50$"), timeout=60_000)
     server.kill(signal.SIGKILL)
     server.start()
 
     open_page(page, f"{server.url}/compare?runs={','.join(finished)}")
-    expect(page.locator(".st-key-cmp-chart .legendtext")).to_have_count(2)
+    expect(page.locator(".st-key-cmp-chart .legendtext")).to_have_count(len(finished))
     open_page(page, f"{server.url}/train?run={running}")
     expect(page.locator(STATUS_VALUE)).to_have_text("interrupted")
     assert step_of(page) >= 1  # its metrics survived

@@ -21,18 +21,20 @@ def samples_per_step(config: dict[str, Any]) -> int:
     return int(config.get("batch_size", 1)) * int(per_prompt)
 
 
-def final_table(metrics: pd.DataFrame, keys: list[str], names: dict[str, str]) -> None:
-    """One row per run: the final and the best value of each summary metric."""
+def final_table(metrics: pd.DataFrame, keys: list[str], names: dict[str, str], run_ids: list[str]) -> None:
+    """One row per run (in selection order): the final and the best value of each summary metric."""
     table = viz.final_and_best(metrics, keys)
     if table.empty:
         st.caption("No values yet.")
         return
-    wide = pd.DataFrame(index=pd.Index([names.get(r, r) for r in table["run_id"].unique()], name="run"))
+    shown = [r for r in run_ids if r in set(table["run_id"])]
+    wide = pd.DataFrame(index=pd.Index([names.get(r, r) for r in shown], name="run"))
     for key in [k for k in keys if k in set(table["key"])]:
         rows = table[table["key"] == key].set_index("run_id")
         for column in ("final", "best"):
-            wide[f"{key} · {column}"] = [rows[column].get(r) for r in table["run_id"].unique()]
-    wide["last step"] = table.groupby("run_id", sort=False)["last_step"].max().to_numpy()
+            wide[f"{key} · {column}"] = [rows[column].get(r) for r in shown]
+    last_step = table.groupby("run_id")["last_step"].max()
+    wide["last step"] = [int(last_step[r]) for r in shown]
     st.dataframe(wide, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.4g")
                                                        for c in wide.columns if c != "last step"})
 
