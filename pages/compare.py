@@ -23,10 +23,11 @@ names = dict(zip(runs["id"], runs["name"]))
 statuses = dict(zip(runs["id"], runs["status"]))
 ids = list(names)
 
-seed_from_url("cmp_runs", url_list("runs"), valid=lambda v: isinstance(v, list) and set(v) <= set(ids),
-              default=ids[:2])
+# Runs deleted since the link was made are dropped from it.
+seed_from_url("cmp_runs", [r for r in url_list("runs") if r in names],
+              valid=lambda v: isinstance(v, list) and set(v) <= set(ids), default=ids[:2])
 selected = st.multiselect("Runs", ids, key="cmp_runs", placeholder="Pick runs to compare",
-                          format_func=lambda r: f"{names[r]} · {statuses[r]} · {r}")
+                          format_func=lambda r: f"{names[r]} · {r}")
 write_url("cmp_runs", "runs", selected)
 if not selected:
     st.info("Pick one or more runs above.")
@@ -55,7 +56,11 @@ live = any(statuses[r] in ACTIVE_STATUSES for r in selected)
 @st.fragment(run_every=2.0 if live else None)
 def overlay() -> None:
     """The overlaid curves and the final/best table; refreshes while a selected run is live."""
+    if live and not any(store().get_run(r)["status"] in ACTIVE_STATUSES for r in selected):
+        st.rerun()  # all finished: redraw the whole page (distributions, eval answers), polling off
     if not keys:
+        if any(store().metric_keys(r) for r in selected):
+            st.rerun()  # the first metrics arrived: draw the metric and axis controls
         return
     metrics = store().metrics(selected)
     fig = viz.line_figure(metrics, metric, x=x_axis, smoothing=smoothing, log_y=log_y,

@@ -33,7 +33,10 @@ def delete_confirmed() -> None:
     st.session_state[NOTICE] = (f"Deleted {len(deleted)} run(s). " if deleted else "") + " ".join(errors)
 
 
-st.title("Runs")
+title_col, refresh_col = st.columns([6, 1], vertical_alignment="bottom")
+title_col.title("Runs")
+refresh_col.button("Refresh", key="runs_refresh", icon=":material/refresh:",
+                   help="Statuses and steps are read when the page is drawn.")
 runs = store().list_runs()
 if runs.empty:
     st.info("No runs yet. Launch one from **Train**, or a one-click experiment on **Home**.")

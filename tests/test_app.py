@@ -196,16 +196,21 @@ def test_runs_page_delete_with_confirmation_and_open_in_compare(runs_dir) -> Non
     assert at.multiselect(key="cmp_runs").value == [ids[1]]
 
 
-def test_home_quick_tour_queues_three_runs_and_opens_compare(tiny_lm_path, runs_dir, monkeypatch) -> None:
+@pytest.mark.parametrize("preset, differing", [("tour", {"loss", "name"}), ("hacking", {"gamma", "name"}),
+                                              ("kl", {"kl_coef", "name"})])
+def test_home_presets_queue_runs_and_open_compare(preset, differing, tiny_lm_path, runs_dir, monkeypatch) -> None:
     import ui.presets
 
     monkeypatch.setattr(ui.presets, "SMALL", tiny(tiny_lm_path, steps=2))
     at = app()
-    at.button(key="preset-tour").click().run()
+    at.button(key=f"preset-{preset}").click().run()
     assert not at.exception
-    runs = RunStore(runs_dir).list_runs()
-    assert sorted(runs["loss"]) == ["grpo", "ppo", "reinforce"]
+    store = RunStore(runs_dir)
+    runs = store.list_runs()
     assert sorted(at.multiselect(key="cmp_runs").value) == sorted(runs["id"])
+    configs = [store.get_run(r)["config"] for r in runs["id"]]
+    assert {k for c in configs[1:] for k in c if c[k] != configs[0][k]} == differing
+    assert all(c["backbone"] == tiny_lm_path for c in configs)
 
 
 def test_failed_run_shows_message_and_traceback(runs_dir) -> None:

@@ -75,8 +75,9 @@ def _active_runs(live_at_start: bool) -> None:
         st.caption("**Runs in progress**")
         for entry in sorted(active, key=lambda e: (e["device"], e["position"])):
             where = "running" if entry["position"] == 0 else f"queued #{entry['position']}"
-            st.page_link("pages/train.py", label=f"{entry['run_id']} · {where}",
+            name = store().get_run(entry["run_id"])["name"]
+            st.page_link("pages/train.py", label=f"{name} · {where}",
                          icon=":material/play_circle:" if entry["position"] == 0 else ":material/schedule:",
-                         query_params={"run": entry["run_id"]})
+                         query_params={"run": entry["run_id"]}, help=entry["run_id"])
 
     panel()
