@@ -198,6 +198,7 @@ def test_truncate_after_keeps_steps_up_to_the_checkpoint(tmp_path):
 
 
 # --------------------------------------------------------------------------- SIGKILL
+@pytest.mark.slow  # a real CLI process, killed, then 50+ steps resumed: ~15 s alone
 def test_server_killed_mid_run_is_interrupted_then_resumes_to_the_planned_steps(tiny_lm_path, tmp_path):
     """A real `python -m rmcore train` is SIGKILLed after a checkpoint; a new Runner marks the
     run interrupted with its metrics, and resume brings it to its planned step count with
