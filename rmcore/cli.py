@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import time
 
@@ -170,6 +171,9 @@ def _default_runs_dir():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # With the hub out of reach, huggingface_hub logs each of its 5 retries before giving
+    # up; the user gets our one line instead (HubUnavailableError) once they are spent.
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)
     try:
         if args.command == "train":
             return cmd_train(args, TrainConfig)

@@ -174,6 +174,19 @@ def test_the_real_entry_point_prints_one_line_for_a_pickle_backbone(places, runs
     assert RunStore(runs_dir).list_runs().empty
 
 
+@pytest.mark.slow  # huggingface_hub retries 5 times with backoff (~25 s) before it gives up
+def test_an_unreachable_hub_is_one_line_and_no_run(runs_dir, tmp_path):
+    """Not offline mode: the hub's address refuses connections, as on a machine without network."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(RMCORE_RUNS_DIR=str(runs_dir), HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-m", "rmcore", "train", "--task", "cnn_dailymail", *TINY],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: Cannot reach the Hugging Face Hub to load dataset 'cnn_dailymail' and it is not cached; download "
+        "it on a connected machine or pass a local CSV/JSONL/Parquet file."]
+    assert RunStore(runs_dir).list_runs().empty
+
+
 def test_a_reward_model_config_is_checked_before_it_is_written(places, runs_dir):
     runner = Runner(runs_dir)
     for config, words in ((RewardModelConfig(lr=float("nan")), "lr must be a finite number"),
