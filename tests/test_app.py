@@ -213,6 +213,20 @@ def test_home_presets_queue_runs_and_open_compare(preset, differing, tiny_lm_pat
     assert all(c["backbone"] == tiny_lm_path for c in configs)
 
 
+def test_reuse_loads_a_run_config_into_the_form(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    config = TrainConfig(loss="rloo", alpha=2, steps=7, backbone="/models/mine", task="xsum").to_dict()
+    run_id = store.create_run(kind="policy", config=config)
+    store.set_status(run_id, "done")
+    at = app("pages/train.py", run=run_id)
+    at.button(key="reuse").click().run()
+    assert not at.exception
+    assert at.selectbox(key="cfg.loss").value == "rloo"
+    assert at.number_input(key="cfg.alpha").value == 2.0 and at.number_input(key="cfg.steps").value == 7
+    assert at.text_input(key="cfg.backbone_custom").value == "/models/mine"
+    assert at.text_input(key="cfg.task_hub").value == "xsum"
+
+
 def test_failed_run_shows_message_and_traceback(runs_dir) -> None:
     store = RunStore(runs_dir)
     run_id = store.create_run(kind="policy", config=TrainConfig().to_dict())

@@ -31,7 +31,12 @@ LABELS = {
     "kl_coef": "KL coefficient", "kl_estimator": "KL estimator", "kl_placement": "KL placement",
     "entropy_coef": "Entropy bonus", "lr": "Learning rate", "steps": "Steps", "batch_size": "Prompts per step",
     "samples_per_prompt": "Samples per prompt (G)", "max_new_tokens": "Max new tokens",
-    "temperature": "Temperature", "seed": "Seed", "name": "Run name (optional)"}
+    "temperature": "Temperature", "seed": "Seed", "name": "Run name (optional)",
+    "bleu_weight": "BLEU weight", "rouge_type": "ROUGE type", "distinct_n": "Distinct-n (n)",
+    "loss_norm": "Loss normalisation", "clip_eps": "Clip ε", "value_clip": "Value clip", "vf_coef": "Value-loss coef",
+    "gae_gamma": "GAE γ", "gae_lambda": "GAE λ", "ppo_epochs": "PPO epochs", "dpo_beta": "DPO β",
+    "top_p": "Top-p", "max_grad_norm": "Max grad norm", "eval_every": "Eval every (steps)",
+    "checkpoint_every": "Checkpoint every (steps)", "trust_remote_code": "Trust remote code"}
 # Steps of the +/- buttons; the rest move by 0.05.
 FLOAT_STEPS = {"lr": 1e-5, "kl_coef": 0.01, "entropy_coef": 0.001, "dpo_beta": 0.05, "top_p": 0.05,
                "baseline_decay": 0.01, "gae_lambda": 0.01, "gae_gamma": 0.01}
@@ -69,6 +74,10 @@ def fill_form(config: dict[str, Any]) -> None:
 
     for name, value in config.items():
         if name in DEFAULTS and name not in ("backbone", "task"):
+            default = DEFAULTS[name]
+            # A config written by the CLI may hold 1 for 1.0; number inputs refuse mixed types.
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                value = type(default)(value)
             st.session_state[key(name)] = value
     backbone = config.get("backbone", DEFAULTS["backbone"])
     st.session_state[key("backbone_choice")] = backbone if backbone in BACKBONES else OTHER
