@@ -162,7 +162,24 @@ class Runner:
     # --- control
 
     def submit(self, config: TrainConfig | RewardModelConfig, name: str = "") -> str:
-        """Validate, record the run as queued, and start it when its device has a free slot."""
+        """Check (preflight), record the run as queued, and start it when its device has a free slot."""
+        kind = self._kind(config)
+        preflight(config, self.store.runs_dir)  # before any write: bad input leaves the store as it was
+        return self._record_and_enqueue(config, kind, name)
+
+    def submit_many(self, configs: list[TrainConfig | RewardModelConfig],
+                    names: list[str] | None = None) -> list[str]:
+        """Submit several runs (e.g. "compare losses") all or nothing: every config passes its
+        checks before the first run is written."""
+        names = names if names is not None else [""] * len(configs)
+        if len(names) != len(configs):
+            raise ConfigError(f"Got {len(configs)} configs but {len(names)} names.")
+        kinds = [self._kind(config) for config in configs]
+        for config in configs:
+            preflight(config, self.store.runs_dir)
+        return [self._record_and_enqueue(c, k, n) for c, k, n in zip(configs, kinds, names)]
+
+    def _kind(self, config: TrainConfig | RewardModelConfig) -> str:
         if isinstance(config, TrainConfig):
             kind = "policy"
         elif isinstance(config, RewardModelConfig):
@@ -171,7 +188,9 @@ class Runner:
             raise ConfigError(f"A run needs a TrainConfig or RewardModelConfig, got {type(config).__name__}.")
         if kind not in self.train_fns:
             raise ConfigError(f"No trainer for runs of kind {kind!r}.")
-        preflight(config, self.store.runs_dir)  # before any write: bad input leaves the store as it was
+        return kind
+
+    def _record_and_enqueue(self, config: TrainConfig | RewardModelConfig, kind: str, name: str) -> str:
         device = resolve_device(config.device)
         run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
                                        total_steps=config.steps, device=device)

@@ -197,6 +197,20 @@ def test_a_reward_model_config_is_checked_before_it_is_written(places, runs_dir)
     assert runner.store.list_runs().empty
 
 
+def test_submit_many_is_all_or_nothing(places, runs_dir):
+    """"Compare losses" submits several configs: one bad one means none is written."""
+    runner = Runner(runs_dir, train_fns={"policy": lambda *args: None})
+    good = TrainConfig(backbone=places["tiny"], steps=1, device="cpu")
+    with pytest.raises(ConfigError, match="context length"):
+        runner.submit_many([good, good.replace(loss="rloo"), good.replace(max_new_tokens=999)])
+    assert runner.store.list_runs().empty
+    with pytest.raises(ConfigError, match="2 configs but 1 names"):
+        runner.submit_many([good, good], names=["a"])
+    run_ids = runner.submit_many([good, good.replace(loss="rloo")], names=["a", "b"])
+    assert [runner.wait(r, 30) for r in run_ids] == ["done", "done"]
+    assert runner.store.list_runs().set_index("id").loc[run_ids, "name"].tolist() == ["a", "b"]
+
+
 # --------------------------------------------------------------------------- the app's address
 def test_the_app_binds_loopback_and_limits_uploads():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
