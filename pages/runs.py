@@ -64,7 +64,8 @@ if notice := st.session_state.pop(NOTICE, ""):
     st.info(notice)
 
 buttons = st.columns(5)
-if buttons[0].button("Open in Compare", key="runs_compare", disabled=not selected, icon=":material/stacked_line_chart:"):
+if buttons[0].button("Open in Compare", key="runs_compare", disabled=not selected,
+                     icon=":material/stacked_line_chart:"):
     st.switch_page("pages/compare.py", query_params={"runs": ",".join(selected)})
 if buttons[1].button("Open in Train", key="runs_train", disabled=len(selected) != 1, icon=":material/monitoring:",
                      help="Watch one run's live panel."):

@@ -71,8 +71,8 @@ with actions_col:
             st.toast("Stopping: the run ends after its current step.")
         else:
             st.warning("This run is not managed by this app (started from the command line?).")
-    buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=forms.fill_form, args=(run["config"],),
-                      help="Load this run's configuration into the form above.")
+    buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=forms.fill_form,
+                      args=(run["config"],), help="Load this run's configuration into the form above.")
     buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
                          query_params={"runs": run_id})
 
