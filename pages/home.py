@@ -30,7 +30,8 @@ for column, preset in zip(columns, PRESETS):
         st.caption(preset.description)
         if st.button("Launch", key=f"preset-{preset.key}", type="primary"):
             try:
-                run_ids = [runner().submit(cfg, name=cfg.name) for cfg in preset.configs()]
+                configs = preset.configs()
+                run_ids = runner().submit_many(configs, [cfg.name for cfg in configs])
             except RmcoreError as err:
                 st.error(str(err))
             else:

@@ -43,9 +43,9 @@ if launch or launch_many:
             st.rerun()  # redraw everything, sidebar included, with the new run selected
         if not losses:
             raise ConfigError("Pick at least one loss under 'Compare losses' to launch one run per loss.")
-        configs = [config.replace(loss=loss).validate() for loss in losses]  # all valid before any starts
+        configs = [config.replace(loss=loss) for loss in losses]
         names = [f"{config.name} · {POLICY_LOSSES[c.loss].label}" if config.name else "" for c in configs]
-        run_ids = [runner().submit(c, name=n) for c, n in zip(configs, names)]
+        run_ids = runner().submit_many(configs, names)  # all or nothing: no half-queued comparison
         st.switch_page("pages/compare.py", query_params={"runs": ",".join(run_ids)})
     except RmcoreError as err:
         st.error(str(err))

@@ -149,6 +149,18 @@ def test_launch_one_run_per_loss_opens_compare(tiny_lm_path, runs_dir) -> None:
     assert differing == {"loss"}
 
 
+def test_one_run_per_loss_is_all_or_nothing(tiny_lm_path, runs_dir) -> None:
+    at = app("pages/train.py")
+    at.selectbox(key="cfg.backbone_choice").set_value("Other (hub id or local folder)…").run()
+    at.text_input(key="cfg.backbone_custom").set_value(tiny_lm_path)
+    at.number_input(key="cfg.samples_per_prompt").set_value(1)      # RLOO needs G >= 2
+    at.multiselect(key="cfg.compare_losses").set_value(["reinforce", "rloo"])
+    at.button(key="launch_per_loss").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "samples_per_prompt" in at.error[0].value
+    assert RunStore(runs_dir).list_runs().empty                        # REINFORCE was not queued alone
+
+
 def test_compare_draws_one_trace_per_selected_run(runs_dir) -> None:
     store = RunStore(runs_dir)
     ids = [fake_run(store, "ppo", steps=6), fake_run(store, "grpo", steps=4), fake_run(store, "rloo")]
