@@ -288,17 +288,14 @@ def test_presets_are_valid_and_differ_only_where_they_say() -> None:
     assert {k for c in tour[1:] for k in c if c[k] != tour[0][k]} == {"loss", "name"}
 
 
-def test_optional_pages_appear_when_their_file_exists(monkeypatch, tmp_path) -> None:
+def test_navigation_lists_every_page_file_once() -> None:
     from ui import nav
 
-    assert [p.title for p in nav.available_pages()][:4] == ["Home", "Train", "Compare", "Runs"] or \
-        (ROOT / "pages" / "reward_model.py").exists()
-    (tmp_path / "pages").mkdir()
-    for page in nav.PAGES:
-        (tmp_path / page.path).touch()
-    (tmp_path / "pages" / "reward_model.py").touch()
-    monkeypatch.setattr(nav, "APP_ROOT", tmp_path)
-    assert [p.title for p in nav.available_pages()] == ["Home", "Train", "Reward model", "Compare", "Runs"]
+    files = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "pages").glob("*.py"))
+    assert sorted(page.path for page in nav.PAGES) == files
+    assert [page.title for page in nav.PAGES] == ["Home", "Train", "Reward model", "Compare", "Runs",
+                                                   "Loss playground"]
+    assert [page.default for page in nav.PAGES].count(True) == 1
 
 
 def test_small_helpers() -> None:

@@ -20,7 +20,7 @@ from rmcore.errors import ConfigError
 from rmcore.losses import REWARD_MODEL_LOSSES, clipped_surrogate_loss, dpo_loss
 from rmcore.rewards import Diversity, Rouge
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "playground.py")
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
 BUDGET_MS = 300.0
 
 
@@ -236,9 +236,10 @@ def fresh_caches(tmp_path, monkeypatch):
 
 
 def page(**query) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    """The playground inside the app's entry point, as a deep link (/playground?…) opens it."""
+    at = AppTest.from_file(APP, default_timeout=60)
     at.query_params.update(query)
-    return at.run()
+    return at.switch_page("pages/playground.py").run()
 
 
 def timings(at: AppTest) -> dict[str, tuple[float, float]]:
@@ -258,6 +259,7 @@ def test_page_renders_every_section_within_budget(tmp_path) -> None:
     time of the three, as timeit does, since this 2-core machine is shared."""
     at = page()
     assert not at.exception and not at.error
+    assert "Device" in at.sidebar.caption[0].value  # drawn inside the entry point (require_entrypoint)
     assert len(at.header) == 6 and len(at.get("plotly_chart")) == 7 and len(at.dataframe) >= 3
     # No built-in model in this cache: fluency is offered, never built by rendering.
     assert any(b.label == "Prepare the built-in model" for b in at.button)

@@ -1,7 +1,6 @@
 """The app's pages, in sidebar order: app.py builds ``st.navigation`` from this list.
 
-To add a page, append a NavPage (or list it in OPTIONAL_PAGES: it appears once its file
-exists, so a page landing in another change needs no edit here).
+To add a page, add a NavPage to PAGES, and make ``require_entrypoint()`` the page's first call.
 """
 from __future__ import annotations
 
@@ -25,24 +24,11 @@ class NavPage:
 PAGES: list[NavPage] = [
     NavPage("pages/home.py", "Home", ":material/home:", default=True),
     NavPage("pages/train.py", "Train", ":material/model_training:"),
+    NavPage("pages/reward_model.py", "Reward model", ":material/balance:"),
     NavPage("pages/compare.py", "Compare", ":material/stacked_line_chart:"),
     NavPage("pages/runs.py", "Runs", ":material/table_rows:"),
+    NavPage("pages/playground.py", "Loss playground", ":material/functions:"),
 ]
-
-# Pages owned by other parts of the project; listed as soon as their file is there.
-OPTIONAL_PAGES: list[tuple[int, NavPage]] = [
-    (2, NavPage("pages/reward_model.py", "Reward model", ":material/balance:")),
-    (99, NavPage("pages/playground.py", "Loss playground", ":material/functions:")),
-]
-
-
-def available_pages() -> list[NavPage]:
-    """PAGES plus the optional pages whose files exist, each at its intended position."""
-    pages = list(PAGES)
-    for position, page in OPTIONAL_PAGES:
-        if (APP_ROOT / page.path).is_file():
-            pages.insert(min(position, len(pages)), page)
-    return pages
 
 
 # True while main() runs the chosen page: tells a page it runs inside the navigation.
@@ -56,7 +42,7 @@ def main() -> None:
     st.set_page_config(page_title="rmcore: RL for language models", page_icon=":material/model_training:",
                        layout="wide")
     page = st.navigation([st.Page(str(APP_ROOT / p.path), title=p.title, icon=p.icon, default=p.default)
-                          for p in available_pages()])
+                          for p in PAGES])
     sidebar()
     _ENTRY.active = True
     try:
