@@ -107,9 +107,9 @@ def test_four_queued_runs_on_one_cpu_run_one_at_a_time_and_all_finish(tiny_lm_pa
 
 @pytest.mark.slow  # a real CLI process beside three runs: ~15 s alone, more on a busy machine
 def test_a_cli_run_and_three_runner_runs_share_the_store_without_losing_a_row(tiny_lm_path, runs_dir):
-    from rmcore.trainer import train
+    from rmcore.trainer import train  # imported before the CLI starts: submit() is then quick
 
-    cli_steps, runner_steps = 30, 6
+    cli_steps, runner_steps = 40, 6
     env = {**os.environ, "RMCORE_RUNS_DIR": str(runs_dir)}
     args = ["train", "--backbone", tiny_lm_path, "--loss", "reinforce", "--steps", str(cli_steps),
             "--batch-size", "2", "--samples-per-prompt", "2", "--max-new-tokens", "8", "--eval-every", "0",
@@ -121,8 +121,7 @@ def test_a_cli_run_and_three_runner_runs_share_the_store_without_losing_a_row(ti
     tabs = PollingTabs(runs_dir)
     try:
         cli_id = wait_until_running(runner.store, cli)
-        run_ids = [runner.submit(tiny(tiny_lm_path, steps=runner_steps, seed=seed)) for seed in range(3)]
-        assert runner.store.get_run(cli_id)["status"] == "running"   # the writes really overlap
+        run_ids = runner.submit_many([tiny(tiny_lm_path, steps=runner_steps, seed=seed) for seed in range(3)])
         assert [runner.wait(r, 240) for r in run_ids] == ["done"] * 3
         _, stderr = cli.communicate(timeout=240)
     finally:
@@ -135,6 +134,8 @@ def test_a_cli_run_and_three_runner_runs_share_the_store_without_losing_a_row(ti
     runs = store.list_runs().set_index("id")
     assert runs.loc[[cli_id, *run_ids], "status"].tolist() == ["done"] * 4
     assert runs["error"].isna().all()
+    first_start, last_end = runs.loc[run_ids, "started"].min(), runs.loc[run_ids, "finished"].max()
+    assert runs.loc[cli_id, "started"] < first_start < runs.loc[cli_id, "finished"]  # the writes overlapped
     for run_id in run_ids:
         assert_every_metric_row_once(store.metrics([run_id]), reported.by_run[run_id])
     # The CLI process's reports are not visible here; the same config and seed report the
