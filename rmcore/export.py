@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rmcore.errors import ConfigError
+from rmcore.safety import redact_secrets
 
 if TYPE_CHECKING:
     from rmcore.store import RunStore
@@ -28,7 +29,8 @@ def export_run(store: "RunStore", run_id: str, fmt: str, out_dir: Path | None = 
     out = Path(out_dir) if out_dir is not None else store.run_dir(run_id) / "export"
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "run_config.json"
-    config_path.write_text(json.dumps(run, indent=2, default=str))
+    # Runs are redacted when written; this catches rows written before that (older stores).
+    config_path.write_text(json.dumps(redact_secrets(run), indent=2, default=str))
     generations = store.generations(run_id)
     generations["terms"] = [json.dumps(t) for t in generations["terms"]]  # flat files need text
     tables = {"metrics": store.metrics([run_id]),

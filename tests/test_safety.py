@@ -386,6 +386,16 @@ def test_secrets_never_reach_the_store_an_export_or_the_cli(runs_dir, monkeypatc
         assert not any(secret in line for line in lines + lines2)
 
 
+def test_export_redacts_a_row_written_before_redaction_existed(runs_dir, tmp_path):
+    store = RunStore(runs_dir)
+    run_id = store.create_run(kind="policy", config={})
+    old_row = json.dumps({"loss": "grpo", "hf_token": "hf_aZ3kQ9pL2mX7vB4nR8tY1wE6uI0oP5sDf"})
+    store._write(lambda c: c.execute("UPDATE runs SET config = ? WHERE id = ?", (old_row, run_id)))
+    exported = json.loads(store.export(run_id, "csv", tmp_path)[0].read_text())
+    assert exported["config"] == {"loss": "grpo", "hf_token": "***"}
+    store.close()
+
+
 def test_scrubbing_leaves_ordinary_text_alone(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "1")                    # flags, not secrets: too short to scrub
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # not a secret-looking name
