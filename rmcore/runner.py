@@ -151,6 +151,7 @@ class Runner:
         self.max_concurrent = max_concurrent
         self.train_fns = {**DEFAULT_TRAIN_FNS, **(train_fns or {})}
         self._lock = threading.Lock()
+        self._resume_lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # queued or running in this runner
         self._queues: dict[str, collections.deque[_Job]] = collections.defaultdict(collections.deque)
         self._running: dict[str, set[str]] = collections.defaultdict(set)
@@ -206,6 +207,10 @@ class Runner:
         changed, when the run is live or done, is a reward-model run, or has no usable
         checkpoint before its last step.
         """
+        with self._resume_lock:  # two tabs clicking Resume at once: the second sees it live
+            return self._resume(run_id)
+
+    def _resume(self, run_id: str) -> str:
         run = self.store.get_run(run_id)
         status = run["status"]
         if self.is_live(run_id) or status in ACTIVE_STATUSES:
@@ -220,7 +225,8 @@ class Runner:
             raise ConfigError(f"Run {run_id} already reached its last step ({config.steps}); nothing to resume.")
         preflight(config, self.store.runs_dir)  # the data or backbone may have gone since the run started
         device = resolve_device(config.device)
-        self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…")
+        self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…",
+                          from_statuses=RESUMABLE_STATUSES)
         self._enqueue(_Job(run_id, "policy", config, device, resume_from=checkpoint, last_step=step))
         return run_id
 

@@ -236,13 +236,20 @@ class RunStore:
         validate_run_id(run_id)
         self._write(lambda c: _truncate(c, run_id, int(step)))
 
-    def reopen(self, run_id: str, step: int, message: str = "") -> None:
-        """Queue a finished run again from `step` (resume), in one transaction: truncate
-        after `step`, status queued, error/traceback/finished cleared, owned by this process.
+    def reopen(self, run_id: str, step: int, message: str = "",
+               from_statuses: tuple[str, ...] = ("interrupted", "failed", "stopped")) -> None:
+        """Queue an ended run again from `step` (resume), in one transaction: truncate after
+        `step`, status queued, error/traceback/finished cleared, owned by this process.
+
+        The status is checked inside the write lock, so when two processes (the app and a
+        CLI) resume the same run at once, exactly one succeeds; the other gets ConfigError.
         """
         validate_run_id(run_id)
 
         def reopen(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row[0] not in from_statuses:
+                raise ConfigError(f"Run {run_id} is {row[0] if row else 'gone'}; it cannot be resumed now.")
             _truncate(c, run_id, int(step))
             c.execute("UPDATE runs SET status = 'queued', finished = NULL, error = NULL, traceback = NULL,"
                       " message = ?, pid = ? WHERE id = ?", (scrub_secrets(message), os.getpid(), run_id))

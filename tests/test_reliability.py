@@ -179,6 +179,54 @@ def test_resume_refuses_with_one_sentence_and_changes_nothing(runner, runs_dir, 
     assert store.list_runs()[["id", "status", "last_step"]].to_dict("records") == before
 
 
+def test_two_resumes_at_once_start_one_run(runs_dir, tmp_path):
+    """Two tabs (threads of one runner) or two processes (the store's check) resume the same
+    run at the same moment: exactly one gets it, the other a ConfigError."""
+    import threading
+
+    store = RunStore(runs_dir)
+    run_id = store.create_run(kind="policy", config=TrainConfig(steps=4, device="cpu").to_dict(), total_steps=4)
+    folder = tmp_path / "step-000002"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text('{"step": 2}')
+    for step in range(4):
+        store.record_step(run_id, StepReport(step, 4, {"loss/total": 1.0}, checkpoint=str(folder) if step == 2 else None))
+    store.set_status(run_id, "interrupted")
+    gate, resumed_from = threading.Event(), []
+
+    def gated(config, on_step, should_stop, on_progress, run_dir, resume_from=None):
+        resumed_from.append(resume_from)
+        gate.wait(10)
+
+    runner = Runner(runs_dir, train_fns={"policy": gated})
+    barrier, outcomes = threading.Barrier(2), []
+
+    def click_resume() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(runner.resume(run_id))
+        except ConfigError as exc:
+            outcomes.append(str(exc))
+
+    clicks = [threading.Thread(target=click_resume) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+    for thread in clicks:
+        thread.join(10)
+    try:
+        assert len(outcomes) == 2 and outcomes.count(run_id) == 1
+        assert re.fullmatch(rf"Run {run_id} is (queued|preparing); only a run that has ended can be resumed\.",
+                            next(o for o in outcomes if o != run_id))
+        with pytest.raises(ConfigError, match="cannot be resumed now"):
+            store.reopen(run_id, 2)                      # another process, a moment later
+    finally:
+        gate.set()
+    assert runner.wait(run_id, 10) == "done" and resumed_from == [str(folder)]
+    assert store.get_run(run_id)["last_step"] == 2 and sorted(store.metrics([run_id]).step) == [0, 1, 2]
+    runner.shutdown(5)
+    store.close()
+
+
 def test_truncate_after_keeps_steps_up_to_the_checkpoint(tmp_path):
     store = RunStore(tmp_path / "store")
     run_id = store.create_run(kind="policy", config={}, total_steps=6)
