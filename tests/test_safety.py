@@ -24,8 +24,15 @@ from rmcore.config import RewardModelConfig, TrainConfig
 from rmcore.errors import ConfigError, DataError, RmcoreError
 from rmcore.events import StepReport
 from rmcore.runner import Runner
-from rmcore.safety import (MAX_UPLOAD_BYTES, check_safetensors_folder, redact_secrets, remote_code_warning,
-                           safe_filename, save_upload, scrub_secrets)
+from rmcore.safety import (
+    MAX_UPLOAD_BYTES,
+    check_safetensors_folder,
+    redact_secrets,
+    remote_code_warning,
+    safe_filename,
+    save_upload,
+    scrub_secrets,
+)
 from rmcore.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,9 +285,9 @@ def python_files() -> list[Path]:
 
 def calls_named(tree: ast.AST, owner: str | None, attr: str):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attr:
-            if owner is None or (isinstance(node.func.value, ast.Name) and node.func.value.id == owner):
-                yield node
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attr
+        if is_call and (owner is None or (isinstance(node.func.value, ast.Name) and node.func.value.id == owner)):
+            yield node
 
 
 def keyword_is_true(call: ast.Call, name: str) -> bool:
