@@ -56,8 +56,12 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         metrics, gens = evaluate(session, eval_set)
         on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, generations=gens))
 
+    saved_at = start
     for step in range(start + 1, cfg.steps + 1):
         if should_stop():
+            if run_dir and session.step > saved_at:  # keep the last finished step for Resume
+                on_step(StepReport(step=session.step, total_steps=cfg.steps, metrics={},
+                                   checkpoint=checkpoint_now(session, run_dir)))
             break
         session.step = step
         t0 = time.perf_counter()
@@ -80,12 +84,19 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
             gens = gens + eval_gens
         checkpoint = None
         if run_dir and (last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-            checkpoint = save_checkpoint(session, Path(run_dir) / "checkpoints" / f"step-{step:06d}")
-            prune_checkpoints(Path(run_dir) / "checkpoints")
+            checkpoint = checkpoint_now(session, run_dir)
+            saved_at = step
         metrics = result.metrics
         on_step(StepReport(step=step, total_steps=cfg.steps, metrics=metrics,
                            sample_rewards=result.sample_rewards, generations=gens, checkpoint=checkpoint))
     return metrics
+
+
+def checkpoint_now(session: Session, run_dir: str | Path) -> str:
+    folder = Path(run_dir) / "checkpoints"
+    path = save_checkpoint(session, folder / f"step-{session.step:06d}")
+    prune_checkpoints(folder)
+    return path
 
 
 def load_pool(cfg: TrainConfig):

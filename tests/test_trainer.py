@@ -149,7 +149,7 @@ def test_resume_continues_exactly_where_an_unbroken_run_would_be(tiny_lm_path, t
     rmcore.train(cfg, on_step=unbroken.append, run_dir=tmp_path / "a")
     first = []
     rmcore.train(cfg, on_step=first.append, run_dir=tmp_path / "b", should_stop=lambda: len(first) >= 3)
-    assert [r.step for r in first] == [0, 1, 2] and first[-1].checkpoint
+    assert [r.step for r in first] == [0, 1, 2] and first[-1].checkpoint  # step 2 checkpoints anyway
     resumed = []
     rmcore.train(cfg, on_step=resumed.append, run_dir=tmp_path / "b", resume_from=first[-1].checkpoint)
     assert [r.step for r in resumed] == [3, 4]
@@ -185,3 +185,12 @@ def test_dropout_is_off_during_training_so_on_policy_ratio_is_one(tiny_lm_path, 
     rmcore.train(tiny(str(tmp_path), loss="grpo", steps=1, ppo_epochs=1), on_step=reports.append)
     assert reports[-1].metrics["policy/ratio_mean"] == pytest.approx(1.0, abs=1e-5)
     assert reports[-1].metrics["policy/clipfrac"] == 0.0
+
+
+def test_a_stopped_run_checkpoints_the_step_it_stopped_after(tiny_lm_path, tmp_path):
+    reports = []
+    rmcore.train(tiny(tiny_lm_path, loss="rloo", steps=10, checkpoint_every=0), on_step=reports.append,
+                 run_dir=tmp_path, should_stop=lambda: len(reports) >= 3)
+    # the last report carries only the checkpoint of the last finished step (the store records it)
+    assert [r.step for r in reports] == [0, 1, 2, 2] and reports[-1].metrics == {}
+    assert reports[-1].checkpoint.endswith("step-000002")
