@@ -2,8 +2,13 @@
 
 Launch with the defaults and watch it learn without a reload; Stop; Compare two runs; a
 reload keeps the selection; after a server restart the runs are still there and a run the
-dead server left running reads "interrupted". Saves docs/train.png and docs/compare.png.
-Waits on page content with auto-retrying expect(), never on fixed sleeps.
+dead server left running reads "interrupted". Waits on page content with auto-retrying
+expect(), never on fixed sleeps.
+
+Screenshots: the live Train page and Compare are saved as train.png and compare.png. The
+README shows docs/train.png and docs/compare.png, made by this test: to refresh them, run
+``RMCORE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/test_browser.py``. Without that
+variable they go to a temporary folder, so an ordinary test run leaves git clean.
 """
 from __future__ import annotations
 
@@ -94,6 +99,15 @@ def server(tmp_path_factory, builtin_model_cache):
 
 
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """docs/ when RMCORE_SCREENSHOTS=1 (refreshing the README's images), else a temporary folder."""
+    if os.environ.get("RMCORE_SCREENSHOTS") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        return ROOT / "docs"
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def page(server):
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -122,7 +136,7 @@ def wait_step_above(page, step: int, timeout_ms: int) -> None:
         " return el && parseInt(el.innerText) > n; }", arg=[STEP_VALUE, step], timeout=timeout_ms)
 
 
-def test_launch_with_defaults_learns_live_then_stops(server, page) -> None:
+def test_launch_with_defaults_learns_live_then_stops(server, page, screenshots) -> None:
     open_page(page, f"{server.url}/train")
     page.locator(".st-key-launch button").click()
     # The step counter rises within 60 s, and goes on rising, all without a reload.
@@ -132,8 +146,7 @@ def test_launch_with_defaults_learns_live_then_stops(server, page) -> None:
     expect(page.locator(".js-plotly-plot .gtitle", has_text="Loss").first).to_be_visible()
     expect(page.locator(".js-plotly-plot .gtitle", has_text="Reward").first).to_be_visible()
     expect(page.locator(".st-key-live-generations [data-testid=stDataFrame]")).to_be_visible()
-    (ROOT / "docs").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "docs" / "train.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "train.png"), full_page=True)
     assert "run=" in page.url
 
     page.locator(".st-key-stop button").click()
@@ -150,7 +163,7 @@ def set_number(page, field: str, value: int) -> None:
     expect(box).to_have_value(str(value))
 
 
-def test_one_run_per_loss_then_compare_and_reload(server, page) -> None:
+def test_one_run_per_loss_then_compare_and_reload(server, page, screenshots) -> None:
     before = set(RunStore(server.runs_dir).list_runs()["id"])
     open_page(page, f"{server.url}/train")  # no ?run=: the form is unfolded
     for field, value in {"steps": 8, "batch_size": 4, "max_new_tokens": 16}.items():
@@ -181,7 +194,7 @@ def test_one_run_per_loss_then_compare_and_reload(server, page) -> None:
     expect(legend).to_have_count(2)
     assert sorted(parse_qs(urlparse(page.url).query)["runs"][0].split(",")) == run_ids
     expect(page.locator(".st-key-cmp-chart .js-plotly-plot .main-svg").first).to_be_visible()
-    page.screenshot(path=str(ROOT / "docs" / "compare.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
 
 
 def test_runs_survive_a_server_restart(server, page) -> None:
