@@ -6,7 +6,7 @@ from rmcore.store import ACTIVE_STATUSES
 from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
 from ui.nav import require_entrypoint
 from ui.runtime import store
-from ui.state import seed_from_url, url_list, write_url
+from ui.state import seed_from_url, url_list, url_run_problem, write_url
 
 require_entrypoint()
 
@@ -23,7 +23,9 @@ names = dict(zip(runs["id"], runs["name"]))
 statuses = dict(zip(runs["id"], runs["status"]))
 ids = list(names)
 
-# Runs deleted since the link was made are dropped from it.
+# Runs deleted since the link was made, or mistyped ids, are dropped from it with a note.
+if problems := [p for r in url_list("runs") if (p := url_run_problem(r, names))]:
+    st.error(" ".join(problems))
 seed_from_url("cmp_runs", [r for r in url_list("runs") if r in names],
               valid=lambda v: isinstance(v, list) and set(v) <= set(ids), default=ids[:2])
 selected = st.multiselect("Runs", ids, key="cmp_runs", placeholder="Pick runs to compare",

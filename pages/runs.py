@@ -1,4 +1,4 @@
-"""Runs: every run in the store; stop, delete, download, open in Compare or Train."""
+"""Runs: every run in the store; stop, resume, delete, download, open in Compare or Train."""
 from datetime import datetime
 from functools import partial
 
@@ -6,13 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from rmcore.errors import RmcoreError
+from rmcore.runner import RESUMABLE_STATUSES
 from rmcore.store import ACTIVE_STATUSES
 from ui.nav import require_entrypoint
 from ui.runtime import duration_text, runner, store
 
 require_entrypoint()
 
-PICK, CONFIRM, NOTICE = "runs_pick", "runs_confirm_delete", "runs_notice"
+PICK, CONFIRM, NOTICE, ERRORS = "runs_pick", "runs_confirm_delete", "runs_notice", "runs_errors"
 
 
 def select_rows(ids: list[str]) -> None:
@@ -31,6 +32,18 @@ def delete_confirmed() -> None:
             errors.append(str(err))
     st.session_state[PICK] = [r for r in st.session_state.get(PICK, []) if r not in deleted]
     st.session_state[NOTICE] = (f"Deleted {len(deleted)} run(s). " if deleted else "") + " ".join(errors)
+
+
+def resume(run_ids: list[str]) -> None:
+    """Queue each run again from its latest checkpoint; the runner's sentence for each it cannot."""
+    resumed, errors = [], []
+    for run_id in run_ids:
+        try:
+            resumed.append(runner().resume(run_id))
+        except RmcoreError as err:
+            errors.append(str(err))
+    st.session_state[NOTICE] = f"Resumed {len(resumed)} run(s) from their latest checkpoint." if resumed else ""
+    st.session_state[ERRORS] = errors
 
 
 title_col, refresh_col = st.columns([6, 1], vertical_alignment="bottom")
@@ -62,8 +75,10 @@ selected = st.multiselect("Selected runs", ids, key=PICK, format_func=lambda r: 
                           placeholder="Click rows above or pick runs here")
 if notice := st.session_state.pop(NOTICE, ""):
     st.info(notice)
+for error in st.session_state.pop(ERRORS, []):
+    st.error(error)
 
-buttons = st.columns(5)
+buttons = st.columns(6)
 if buttons[0].button("Open in Compare", key="runs_compare", disabled=not selected,
                      icon=":material/stacked_line_chart:"):
     st.switch_page("pages/compare.py", query_params={"runs": ",".join(selected)})
@@ -75,7 +90,11 @@ live = [r for r in selected if statuses[r] in ACTIVE_STATUSES]
 if buttons[2].button("Stop", key="runs_stop", disabled=not live, icon=":material/stop_circle:"):
     stopped = [r for r in live if runner().stop(r)]
     st.toast(f"Stopping {len(stopped)} run(s).")
-if buttons[3].button("Delete…", key="runs_delete", disabled=not selected, icon=":material/delete:"):
+ended = [r for r in selected if statuses[r] in RESUMABLE_STATUSES]
+buttons[3].button("Resume", key="runs_resume", disabled=not ended, icon=":material/play_circle:",
+                  on_click=resume, args=(ended,),
+                  help="Continue interrupted, failed or stopped runs from their latest checkpoint.")
+if buttons[4].button("Delete…", key="runs_delete", disabled=not selected, icon=":material/delete:"):
     st.session_state[CONFIRM] = list(selected)
 
 if pending := st.session_state.get(CONFIRM):
@@ -88,7 +107,7 @@ if pending := st.session_state.get(CONFIRM):
             del st.session_state[CONFIRM]
             st.rerun()
 
-with buttons[4]:
+with buttons[5]:
     if len(selected) == 1:
         run_id = selected[0]
         with st.popover("Download", icon=":material/download:"):

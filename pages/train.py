@@ -2,14 +2,15 @@
 import streamlit as st
 
 from rmcore.algorithms import POLICY_LOSSES
-from rmcore.config import TrainConfig
-from rmcore.errors import ConfigError, RmcoreError
+from rmcore.errors import RmcoreError
+from rmcore.runner import RESUMABLE_STATUSES
 from rmcore.store import ACTIVE_STATUSES
 from ui import forms
+from ui.launch import launch_runs
 from ui.live import live_panel
 from ui.nav import require_entrypoint
 from ui.runtime import runner, store
-from ui.state import seed_from_url, write_url
+from ui.state import seed_from_url, url_run_problem, write_url
 
 require_entrypoint()
 
@@ -25,7 +26,7 @@ if st.session_state.pop("train_collapse_form", False):
 elif FORM_KEY not in st.session_state:
     st.session_state[FORM_KEY] = runs.empty or "run" not in st.query_params
 with st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tune:"):
-    values = forms.train_form(store().runs_dir / "uploads")
+    values = forms.train_form()
     launch_col, losses_col, many_col = st.columns([1, 2, 1], vertical_alignment="bottom")
     launch = launch_col.button("Launch", type="primary", key="launch", icon=":material/rocket_launch:")
     losses = losses_col.multiselect("Compare losses", list(POLICY_LOSSES), key="cfg.compare_losses",
@@ -36,26 +37,24 @@ with st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tun
 
 if launch or launch_many:
     try:
-        config = TrainConfig.from_dict(values).validate()
+        run_ids = launch_runs(values, store().runs_dir / "uploads", None if launch else losses)
+    except RmcoreError as err:
+        st.error(str(err))  # one sentence; nothing was written
+    else:
         if launch:
-            st.session_state[RUN_KEY] = runner().submit(config, name=config.name)
+            st.session_state[RUN_KEY] = run_ids[0]
             st.session_state["train_collapse_form"] = True
             st.rerun()  # redraw everything, sidebar included, with the new run selected
-        if not losses:
-            raise ConfigError("Pick at least one loss under 'Compare losses' to launch one run per loss.")
-        configs = [config.replace(loss=loss) for loss in losses]
-        names = [f"{config.name} · {POLICY_LOSSES[c.loss].label}" if config.name else "" for c in configs]
-        run_ids = runner().submit_many(configs, names)  # all or nothing: no half-queued comparison
         st.switch_page("pages/compare.py", query_params={"runs": ",".join(run_ids)})
-    except RmcoreError as err:
-        st.error(str(err))
 
 # --- the run picker and its controls (outside the polling fragment)
+labels = {row.id: f"{row.name} · {row.id}" for row in runs.itertuples()}
+if problem := url_run_problem(st.query_params.get("run"), labels):
+    st.error(problem)  # a hand-edited or stale link: say so, then show another run
 if runs.empty:
     st.info("No runs yet: keep the defaults and press **Launch** to watch a model learn.")
     st.stop()
 # No status in the label: it is drawn once per page run and would go stale while polling.
-labels = {row.id: f"{row.name} · {row.id}" for row in runs.itertuples()}
 ids = list(labels)
 seed_from_url(RUN_KEY, st.query_params.get("run"), valid=lambda v: v in labels, default=ids[0])
 pick_col, smooth_col, actions_col = st.columns([4, 2, 4], vertical_alignment="bottom")
@@ -64,16 +63,29 @@ write_url(RUN_KEY, "run", run_id)
 smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="train_smoothing",
                               help="TensorBoard's debiased exponential moving average.")
 run = store().get_run(run_id)
+resume_error = ""
 with actions_col:
     buttons = st.columns(3)
-    if run["status"] in ACTIVE_STATUSES and buttons[0].button("Stop", key="stop", icon=":material/stop_circle:"):
-        if runner().stop(run_id):
-            st.toast("Stopping: the run ends after its current step.")
-        else:
-            st.warning("This run is not managed by this app (started from the command line?).")
+    if run["status"] in ACTIVE_STATUSES:
+        if buttons[0].button("Stop", key="stop", icon=":material/stop_circle:"):
+            if runner().stop(run_id):
+                st.toast("Stopping: the run ends after its current step.")
+            else:
+                st.warning("This run is not managed by this app (started from the command line?).")
+    elif run["status"] in RESUMABLE_STATUSES:
+        if buttons[0].button("Resume", key="resume", icon=":material/play_circle:",
+                             help="Continue from its latest checkpoint to its planned steps."):
+            try:
+                runner().resume(run_id)
+            except RmcoreError as err:
+                resume_error = str(err)
+            else:
+                st.rerun()  # the sidebar and the panel poll again
     buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=forms.fill_form,
                       args=(run["config"],), help="Load this run's configuration into the form above.")
     buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
                          query_params={"runs": run_id})
+if resume_error:
+    st.error(resume_error)
 
 live_panel(run_id, smoothing)

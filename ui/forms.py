@@ -3,26 +3,30 @@
 Every widget's key is ``cfg.<field>``, so a config can be loaded into the form by setting
 session state (``fill_form``), and ``persist_state="session"`` keeps the values when the
 user visits another page and comes back.
+
+The form only collects; nothing is checked or written while it is drawn. The reward weights
+α, β, γ, δ are text boxes (a number input silently puts its default back in place of
+"nan", "inf" or text, and the run would start with a weight the user did not ask for), and
+an uploaded file is kept in memory as a ``PendingUpload``. ui.launch turns the values into a
+config on *Launch*, where every problem becomes one error sentence.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from rmcore.config import (BASELINES, DEVICES, KL_ESTIMATORS, KL_PLACEMENTS, LOSS_NORMS, ROUGE_TYPES,
                            TrainConfig, field_help)
-from rmcore.errors import DataError
+from rmcore.errors import ConfigError
+from rmcore.safety import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS
 
 PREFIX = "cfg."
 OTHER = "Other (hub id or local folder)…"
 TASK_SOURCES = ("Built-in", "Hub dataset", "Upload a file")
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-UPLOAD_EXTENSIONS = ("csv", "jsonl", "json", "parquet")
+WEIGHTS = ("alpha", "beta", "gamma", "delta")  # text boxes, parsed on Launch (parse_number)
 CHOICES: dict[str, tuple[str, ...]] = {
     "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "loss_norm": LOSS_NORMS,
     "rouge_type": ROUGE_TYPES, "baseline": BASELINES, "device": DEVICES}
@@ -44,8 +48,42 @@ FLOAT_FORMATS = {"lr": "%.2e", "entropy_coef": "%.4f", "kl_coef": "%.3f"}
 DEFAULTS = TrainConfig().to_dict()
 
 
+@dataclass(frozen=True)
+class PendingUpload:
+    """An uploaded data file, held until Launch saves and checks it (ui.launch)."""
+    name: str
+    data: bytes
+
+
 def key(name: str) -> str:
     return PREFIX + name
+
+
+def number_text(value: float) -> str:
+    """A weight as its text box shows it: 1.0 -> "1", 0.05 -> "0.05"."""
+    return f"{float(value):g}"
+
+
+def parse_number(name: str, text: str) -> float:
+    """A weight typed in its text box; "nan" and "inf" parse, and TrainConfig.validate refuses them."""
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {str(text).strip()!r}.") from None
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
+
+
+def weight_input(name: str) -> str:
+    """A reward weight's text box; returns the text as typed."""
+    seeded = key(name) in st.session_state
+    return st.text_input(LABELS[name], key=key(name), help=field_help(TrainConfig, name), persist_state="session",
+                         **({} if seeded else {"value": number_text(DEFAULTS[name])})).strip()
 
 
 def field_input(name: str, *, label: str | None = None, cls: type = TrainConfig) -> Any:
@@ -73,7 +111,9 @@ def fill_form(config: dict[str, Any]) -> None:
     from rmcore.data import TASKS
 
     for name, value in config.items():
-        if name in DEFAULTS and name not in ("backbone", "task"):
+        if name in WEIGHTS:
+            st.session_state[key(name)] = number_text(value)
+        elif name in DEFAULTS and name not in ("backbone", "task"):
             default = DEFAULTS[name]
             # A config written by the CLI may hold 1 for 1.0; number inputs refuse mixed types.
             if isinstance(default, (int, float)) and not isinstance(default, bool):
@@ -104,8 +144,8 @@ def backbone_input() -> str:
     return choice
 
 
-def task_input(uploads_dir: Path) -> dict[str, Any]:
-    """Task name (built-in, hub, or a saved upload's path) and its column mapping."""
+def task_input() -> dict[str, Any]:
+    """Task name (built-in or hub), or a PendingUpload (None before a file is chosen), and its column mapping."""
     from rmcore.data import HUB_DATASET_PRESETS, TASKS
 
     source = st.radio("Task", TASK_SOURCES, key=key("task_source"), horizontal=True, persist_state="session",
@@ -117,40 +157,15 @@ def task_input(uploads_dir: Path) -> dict[str, Any]:
                              placeholder=", ".join(HUB_DATASET_PRESETS)).strip()
         values = {"task": task, "dataset_split": field_input("dataset_split", label="Split")}
     else:
-        upload = st.file_uploader("CSV, JSONL or Parquet (≤ 50 MB)", type=list(UPLOAD_EXTENSIONS),
-                                  key=key("task_upload"))
-        task = ""
-        if upload is not None:
-            try:
-                task = str(save_upload(upload.getvalue(), upload.name, uploads_dir))
-            except DataError as err:
-                st.error(str(err))
-        values = {"task": task}
+        upload = st.file_uploader(f"CSV, JSONL or Parquet (≤ {MAX_UPLOAD_BYTES // 2**20} MB)",
+                                  type=list(UPLOAD_EXTENSIONS), key=key("task_upload"))
+        values = {"task": None if upload is None else PendingUpload(upload.name, upload.getvalue())}
     left, right = st.columns(2)
     with left:
         values["prompt_column"] = field_input("prompt_column", label="Prompt column")
     with right:
         values["reference_column"] = field_input("reference_column", label="Reference column")
     return values
-
-
-def save_upload(data: bytes, filename: str, uploads_dir: Path) -> Path:
-    """Save an uploaded data file as ``uploads_dir/<hash>-<safe name>`` and return its path.
-
-    The name is reduced to letters, digits, '.', '_' and '-' (no folders, no '..'), and the
-    content hash in front keeps two different files of the same name apart.
-    """
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise DataError(f"{filename} is {len(data) / 2**20:.0f} MB; uploads are limited to "
-                        f"{MAX_UPLOAD_BYTES // 2**20} MB.")
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(filename).name).lstrip(".") or "data"
-    if not safe.lower().endswith(tuple(f".{ext}" for ext in UPLOAD_EXTENSIONS)):
-        raise DataError(f"{filename} is not a CSV, JSONL, JSON or Parquet file.")
-    uploads_dir.mkdir(parents=True, exist_ok=True)
-    path = uploads_dir / f"{hashlib.sha256(data).hexdigest()[:12]}-{safe}"
-    if not path.exists():
-        path.write_bytes(data)
-    return path
 
 
 MAIN_FIELDS = ("backbone", "task", "dataset_split", "prompt_column", "reference_column", "loss", "alpha",
@@ -170,22 +185,22 @@ def loss_input(name: str = "loss", label: str = "Loss") -> str:
     return loss
 
 
-def train_form(uploads_dir: Path) -> dict[str, Any]:
-    """The whole Train form; returns field values ready for ``TrainConfig.from_dict``."""
+def train_form() -> dict[str, Any]:
+    """The whole Train form; returns the field values as drawn (ui.launch.form_config checks them)."""
     values: dict[str, Any] = {}
     model_col, reward_col, optim_col = st.columns(3, gap="large")
     with model_col:
         st.markdown("**Model and data**")
         values["backbone"] = backbone_input()
-        values.update(task_input(uploads_dir))
+        values.update(task_input())
     with reward_col:
         st.markdown("**Loss and reward**")
         values["loss"] = loss_input()
         left, right = st.columns(2)
-        for i, name in enumerate(("alpha", "beta", "gamma", "delta")):
+        for i, name in enumerate(WEIGHTS):
             with (left if i % 2 == 0 else right):
-                values[name] = field_input(name)
-        if values["delta"] != 0:
+                values[name] = weight_input(name)
+        if not _is_zero(values["delta"]):  # δ on: the reward model it weighs
             values["reward_model"] = field_input("reward_model", label="Reward model (run id or folder)")
         left, right = st.columns(2)
         with left:

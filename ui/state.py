@@ -7,9 +7,12 @@ A copy in session state covers page switches through the sidebar, which clear th
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import streamlit as st
+
+from rmcore.errors import ConfigError
+from rmcore.safety import validate_run_id
 
 _SEEN = "_url_seen"  # widget key -> URL value it was last seeded from
 
@@ -18,6 +21,22 @@ def url_list(param: str) -> list[str]:
     """A comma-separated list parameter (?runs=a,b,c); also accepts repeated parameters."""
     values = st.query_params.get_all(param)
     return [item for value in values for item in value.split(",") if item]
+
+
+def url_run_problem(run_id: str | None, known: Collection[str]) -> str | None:
+    """One sentence about a run id from the URL that this page cannot show, else None.
+
+    Links are typed, edited and shared, so an id from the URL is checked like any input:
+    an unsafe one ("../x") gets validate_run_id's sentence, an unknown one says so. The
+    page then shows another run (seed_from_url) instead of raising.
+    """
+    if not run_id or run_id in known:
+        return None
+    try:
+        validate_run_id(run_id)
+    except ConfigError as err:
+        return str(err)
+    return f"There is no run {run_id!r} to show here (deleted, or not this kind of run)."
 
 
 def seed_from_url(key: str, url_value: Any, valid: Callable[[Any], bool], default: Any) -> None:
