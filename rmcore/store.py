@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from rmcore.errors import ConfigError
 from rmcore.events import StepReport
+from rmcore.store_queries import EVAL_REWARD_KEY, FINAL_LOSS_KEY, RunQueries, _marks  # noqa: F401
 from rmcore.export import EXPORT_FORMATS  # noqa: F401  (re-exported)
 from rmcore.safety import new_run_id, redact_secrets, scrub_secrets, validate_run_id  # noqa: F401
 
@@ -41,9 +42,6 @@ KINDS = ("policy", "reward_model")
 STATUSES = ("queued", "preparing", "running", "done", "failed", "stopped", "interrupted")
 ACTIVE_STATUSES = ("queued", "preparing", "running")
 TERMINAL_STATUSES = ("done", "failed", "stopped", "interrupted")
-# The metric contract with the trainers, used by list_runs' summary columns.
-EVAL_REWARD_KEY = "eval/reward"
-FINAL_LOSS_KEY = "loss/total"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -86,7 +84,7 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-class RunStore:
+class RunStore(RunQueries):
     """Read and write runs in ``runs_dir/rmcore.db``; safe across threads and processes."""
 
     def __init__(self, runs_dir: str | Path | None = None) -> None:
@@ -297,105 +295,6 @@ class RunStore:
             raise ConfigError(f"Invalid run id {run_id!r}: it points outside the runs folder.")
         return path
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """The run's row as a dict, config parsed; ConfigError if there is no such run."""
-        validate_run_id(run_id)
-        with self._connection() as conn:
-            cursor = _retry(lambda: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
-            row = cursor.fetchone()
-            names = [d[0] for d in cursor.description]
-        if row is None:
-            raise ConfigError(f"No run with id {run_id!r} in {self.runs_dir}.")
-        run = dict(zip(names, row))
-        run["config"] = json.loads(run["config"] or "{}")
-        return run
-
-    def list_runs(self) -> "pd.DataFrame":
-        """One row per run, newest first, with summary columns for the runs table."""
-        rows = self._rows(
-            "SELECT id, name, kind, status, config, total_steps, last_step, created, started,"
-            " finished, message, error, device,"
-            " (SELECT MAX(value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?),"
-            " (SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = ?"
-            "  ORDER BY step DESC LIMIT 1)"
-            " FROM runs r ORDER BY created DESC, id DESC", (EVAL_REWARD_KEY, FINAL_LOSS_KEY))
-        now = time.time()
-        records = []
-        for (run_id, name, kind, status, config, steps, last_step, created, started, finished,
-             message, error, device, best_eval, final_loss) in rows:
-            cfg = json.loads(config or "{}")
-            end = finished if finished is not None else now
-            records.append({
-                "id": run_id, "name": name, "kind": kind, "status": status,
-                "loss": cfg.get("loss"), "backbone": cfg.get("backbone"), "task": cfg.get("task"),
-                "steps": steps, "last_step": last_step, "created": created, "started": started,
-                "finished": finished, "duration_s": None if started is None else end - started,
-                "message": message, "error": error, "device": device,
-                "best_eval_reward": best_eval, "final_loss": final_loss})
-        import pandas as pd
-        return pd.DataFrame(records, columns=_LIST_COLUMNS)
-
-    def metrics(self, run_ids: list[str], keys: list[str] | None = None) -> "pd.DataFrame":
-        """Long-format metrics of several runs: columns run_id, step, key, value, time."""
-        ids = [validate_run_id(r) for r in run_ids]
-        sql = f"SELECT run_id, step, key, value, time FROM metrics WHERE run_id IN ({_marks(ids)})"
-        params: list[Any] = list(ids)
-        if keys is not None:
-            sql += f" AND key IN ({_marks(keys)})"
-            params += list(keys)
-        sql += " ORDER BY run_id, key, step"
-        return self._frame(sql, params, ["run_id", "step", "key", "value", "time"])
-
-    def metric_keys(self, run_id: str) -> list[str]:
-        rows = self._rows("SELECT DISTINCT key FROM metrics WHERE run_id = ? ORDER BY key",
-                          (validate_run_id(run_id),))
-        return [key for (key,) in rows]
-
-    def sample_rewards(self, run_id: str, term: str = "total",
-                       steps: list[int] | None = None) -> "pd.DataFrame":
-        """Per-sample rewards of one term: columns step, idx, value."""
-        sql = "SELECT step, idx, value FROM sample_rewards WHERE run_id = ? AND term = ?"
-        params: list[Any] = [validate_run_id(run_id), term]
-        if steps is not None:
-            sql += f" AND step IN ({_marks(steps)})"
-            params += [int(s) for s in steps]
-        return self._frame(sql + " ORDER BY step, idx", params, ["step", "idx", "value"])
-
-    def generations(self, run_id: str, step: int | None = None,
-                    split: str | None = None) -> "pd.DataFrame":
-        """Stored generations; the terms column holds dicts {term: value}."""
-        sql = ("SELECT step, split, idx, prompt, completion, reference, reward, terms"
-               " FROM generations WHERE run_id = ?")
-        params: list[Any] = [validate_run_id(run_id)]
-        if step is not None:
-            sql += " AND step = ?"
-            params.append(int(step))
-        if split is not None:
-            sql += " AND split = ?"
-            params.append(split)
-        frame = self._frame(sql + " ORDER BY step, split, idx", params, _GENERATION_COLUMNS)
-        frame["terms"] = [json.loads(t or "{}") for t in frame["terms"]]
-        return frame
-
-    def generation_steps(self, run_id: str) -> list[int]:
-        rows = self._rows("SELECT DISTINCT step FROM generations WHERE run_id = ? ORDER BY step",
-                          (validate_run_id(run_id),))
-        return [step for (step,) in rows]
-
-    def checkpoints(self, run_id: str) -> list[tuple[int, str]]:
-        rows = self._rows("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step",
-                          (validate_run_id(run_id),))
-        return [(step, path) for step, path in rows]
-
-    def latest_checkpoint(self, run_id: str) -> str | None:
-        found = self.checkpoints(run_id)
-        return found[-1][1] if found else None
-
-    def all_sample_rewards(self, run_id: str) -> "pd.DataFrame":
-        """Every per-sample reward of a run, all terms (long format)."""
-        return self._frame("SELECT step, term, idx, value FROM sample_rewards WHERE run_id = ?"
-                           " ORDER BY step, term, idx", (run_id,), ["step", "term", "idx", "value"])
-
     # --- export (rmcore.export does the work; these keep the store's one-object API)
 
     def export(self, run_id: str, fmt: str, out_dir: Path | None = None) -> list[Path]:
@@ -409,12 +308,6 @@ class RunStore:
         return export_zip(self, run_id, fmt)
 
 
-_LIST_COLUMNS = ["id", "name", "kind", "status", "loss", "backbone", "task", "steps", "last_step",
-                 "created", "started", "finished", "duration_s", "message", "error", "device",
-                 "best_eval_reward", "final_loss"]
-_GENERATION_COLUMNS = ["step", "split", "idx", "prompt", "completion", "reference", "reward", "terms"]
-
-
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
 
@@ -423,10 +316,6 @@ def _truncate(conn: sqlite3.Connection, run_id: str, step: int) -> None:
     for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
     conn.execute("UPDATE runs SET last_step = MIN(last_step, ?) WHERE id = ?", (step, run_id))
-
-
-def _marks(values: list) -> str:
-    return ", ".join("?" * len(values))
 
 
 def _check_status(status: str) -> None:

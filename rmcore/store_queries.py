@@ -1,0 +1,134 @@
+"""Read side of the run store: the queries pages, the CLI and exports run.
+
+A mixin of RunStore (rmcore.store), kept apart so each file has one job: this one turns
+rows into dicts and pandas DataFrames; rmcore.store owns connections, schema and writes.
+It relies on the store's ``_rows(sql, params)`` and ``_frame(sql, params, columns)``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from rmcore.errors import ConfigError
+from rmcore.safety import validate_run_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The metric contract with the trainers, used by list_runs' summary columns.
+EVAL_REWARD_KEY = "eval/reward"
+FINAL_LOSS_KEY = "loss/total"
+
+
+class RunQueries:
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row as a dict, config parsed; ConfigError if there is no such run."""
+        validate_run_id(run_id)
+        from rmcore.store import _retry  # the store's busy-retry (here: rmcore.store imports this module)
+
+        with self._connection() as conn:
+            cursor = _retry(lambda: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+        if row is None:
+            raise ConfigError(f"No run with id {run_id!r} in {self.runs_dir}.")
+        run = dict(zip(names, row))
+        run["config"] = json.loads(run["config"] or "{}")
+        return run
+
+    def list_runs(self) -> "pd.DataFrame":
+        """One row per run, newest first, with summary columns for the runs table."""
+        rows = self._rows(
+            "SELECT id, name, kind, status, config, total_steps, last_step, created, started,"
+            " finished, message, error, device,"
+            " (SELECT MAX(value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?),"
+            " (SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = ?"
+            "  ORDER BY step DESC LIMIT 1)"
+            " FROM runs r ORDER BY created DESC, id DESC", (EVAL_REWARD_KEY, FINAL_LOSS_KEY))
+        now = time.time()
+        records = []
+        for (run_id, name, kind, status, config, steps, last_step, created, started, finished,
+             message, error, device, best_eval, final_loss) in rows:
+            cfg = json.loads(config or "{}")
+            end = finished if finished is not None else now
+            records.append({
+                "id": run_id, "name": name, "kind": kind, "status": status,
+                "loss": cfg.get("loss"), "backbone": cfg.get("backbone"), "task": cfg.get("task"),
+                "steps": steps, "last_step": last_step, "created": created, "started": started,
+                "finished": finished, "duration_s": None if started is None else end - started,
+                "message": message, "error": error, "device": device,
+                "best_eval_reward": best_eval, "final_loss": final_loss})
+        import pandas as pd
+        return pd.DataFrame(records, columns=_LIST_COLUMNS)
+
+    def metrics(self, run_ids: list[str], keys: list[str] | None = None) -> "pd.DataFrame":
+        """Long-format metrics of several runs: columns run_id, step, key, value, time."""
+        ids = [validate_run_id(r) for r in run_ids]
+        sql = f"SELECT run_id, step, key, value, time FROM metrics WHERE run_id IN ({_marks(ids)})"
+        params: list[Any] = list(ids)
+        if keys is not None:
+            sql += f" AND key IN ({_marks(keys)})"
+            params += list(keys)
+        sql += " ORDER BY run_id, key, step"
+        return self._frame(sql, params, ["run_id", "step", "key", "value", "time"])
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        rows = self._rows("SELECT DISTINCT key FROM metrics WHERE run_id = ? ORDER BY key",
+                          (validate_run_id(run_id),))
+        return [key for (key,) in rows]
+
+    def sample_rewards(self, run_id: str, term: str = "total",
+                       steps: list[int] | None = None) -> "pd.DataFrame":
+        """Per-sample rewards of one term: columns step, idx, value."""
+        sql = "SELECT step, idx, value FROM sample_rewards WHERE run_id = ? AND term = ?"
+        params: list[Any] = [validate_run_id(run_id), term]
+        if steps is not None:
+            sql += f" AND step IN ({_marks(steps)})"
+            params += [int(s) for s in steps]
+        return self._frame(sql + " ORDER BY step, idx", params, ["step", "idx", "value"])
+
+    def generations(self, run_id: str, step: int | None = None,
+                    split: str | None = None) -> "pd.DataFrame":
+        """Stored generations; the terms column holds dicts {term: value}."""
+        sql = ("SELECT step, split, idx, prompt, completion, reference, reward, terms"
+               " FROM generations WHERE run_id = ?")
+        params: list[Any] = [validate_run_id(run_id)]
+        if step is not None:
+            sql += " AND step = ?"
+            params.append(int(step))
+        if split is not None:
+            sql += " AND split = ?"
+            params.append(split)
+        frame = self._frame(sql + " ORDER BY step, split, idx", params, _GENERATION_COLUMNS)
+        frame["terms"] = [json.loads(t or "{}") for t in frame["terms"]]
+        return frame
+
+    def generation_steps(self, run_id: str) -> list[int]:
+        rows = self._rows("SELECT DISTINCT step FROM generations WHERE run_id = ? ORDER BY step",
+                          (validate_run_id(run_id),))
+        return [step for (step,) in rows]
+
+    def checkpoints(self, run_id: str) -> list[tuple[int, str]]:
+        rows = self._rows("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step",
+                          (validate_run_id(run_id),))
+        return [(step, path) for step, path in rows]
+
+    def latest_checkpoint(self, run_id: str) -> str | None:
+        found = self.checkpoints(run_id)
+        return found[-1][1] if found else None
+
+    def all_sample_rewards(self, run_id: str) -> "pd.DataFrame":
+        """Every per-sample reward of a run, all terms (long format)."""
+        return self._frame("SELECT step, term, idx, value FROM sample_rewards WHERE run_id = ?"
+                           " ORDER BY step, term, idx", (run_id,), ["step", "term", "idx", "value"])
+
+
+_LIST_COLUMNS = ["id", "name", "kind", "status", "loss", "backbone", "task", "steps", "last_step",
+                 "created", "started", "finished", "duration_s", "message", "error", "device",
+                 "best_eval_reward", "final_loss"]
+_GENERATION_COLUMNS = ["step", "split", "idx", "prompt", "completion", "reference", "reward", "terms"]
+
+
+def _marks(values: list) -> str:
+    return ", ".join("?" * len(values))
