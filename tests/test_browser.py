@@ -2,8 +2,9 @@
 
 Launch with the defaults and watch it learn without a reload; Stop; Compare two runs; a
 reload keeps the selection; after a server restart the runs are still there and a run the
-dead server left running reads "interrupted". Waits on page content with auto-retrying
-expect(), never on fixed sleeps.
+dead server left running reads "interrupted". Under load (issue 7): three tabs on one server
+while four tiny runs go through the CPU queue one at a time, all seen by every tab. Waits on
+page content with auto-retrying expect(), never on fixed sleeps.
 
 Screenshots: the live Train page and Compare are saved as train.png and compare.png. The
 README shows docs/train.png and docs/compare.png, made by this test: to refresh them, run
@@ -108,13 +109,19 @@ def screenshots(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1440, "height": 2200})
-        tab.set_default_timeout(30_000)
-        yield tab
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    tab = browser.new_page(viewport={"width": 1440, "height": 2200})
+    tab.set_default_timeout(30_000)
+    yield tab
+    tab.close()
 
 
 def open_page(page, url: str) -> None:
@@ -217,3 +224,83 @@ def test_runs_survive_a_server_restart(server, page) -> None:
     open_page(page, f"{server.url}/runs")
     expect(page.locator("[data-testid=stDataFrame]")).to_be_visible()
     assert store.list_runs()["id"].tolist().count(running) == 1
+
+
+# --------------------------------------------------------------------------- load: three tabs, four queued runs
+QUEUED_LOSSES = ("REINFORCE", "REINFORCE + baseline", "RLOO", "GRPO")
+SIDEBAR_RUNS = "[data-testid=stSidebar] a[data-testid=stPageLink-NavLink]:visible"  # the page also holds hidden copies
+
+
+def runs_listed(tab) -> list[str]:
+    """The run ids in the Runs page's picker (its options are every run in the store)."""
+    tab.locator(".st-key-runs_pick input").click()
+    options = tab.get_by_role("option", name=re.compile(r" · \d{8}-\d{6}-"))  # "<name> · <run id>"
+    expect(options).to_have_count(4)
+    ids = sorted(text.split(" · ")[-1] for text in options.all_inner_texts())
+    tab.keyboard.press("Escape")
+    return ids
+
+
+def fill_tiny_form(tab, model: str) -> None:
+    tab.locator(".st-key-cfg-backbone_choice input").click()
+    tab.get_by_role("option", name="Other (hub id or local folder)…").click()
+    box = tab.locator(".st-key-cfg-backbone_custom input")
+    box.fill(model)
+    box.press("Enter")
+    for field, value in {"steps": 3, "max_new_tokens": 8}.items():  # each change reruns the form: few
+        set_number(tab, field, value)
+    losses = tab.locator(".st-key-cfg-compare_losses input")
+    for label in QUEUED_LOSSES:
+        losses.click()
+        tab.get_by_role("option", name=label, exact=True).click()
+
+
+def test_three_tabs_see_four_queued_runs_go_one_at_a_time(browser, tiny_lm_path, tmp_path) -> None:
+    """Its own server and runs folder, and a 1-layer local model: the queue drains in seconds."""
+    server = Server(tmp_path / "runs", tmp_path / "models", tmp_path / "streamlit.log").start()
+    context = browser.new_context(viewport={"width": 1280, "height": 1200})
+    context.set_default_timeout(30_000)
+    try:
+        first, *others = tabs = [context.new_page() for _ in range(3)]
+        for tab in others:  # two tabs already open on Runs before anything is queued
+            open_page(tab, f"{server.url}/runs")
+            expect(tab.get_by_text("No runs yet.")).to_be_visible()
+        open_page(first, f"{server.url}/train")
+        fill_tiny_form(first, tiny_lm_path)
+        first.locator(".st-key-launch_per_loss button").click()  # four runs, queued all or nothing
+        store = RunStore(server.runs_dir)
+        deadline = time.monotonic() + 60
+        while len(store.list_runs()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the store for the launch, not waiting on the page
+        run_ids = sorted(store.list_runs()["id"])
+        assert len(run_ids) == 4
+
+        for tab in others:  # while the first run loads, the other tabs show the queue in their sidebar
+            tab.locator(".st-key-runs_refresh button:visible").first.click()
+            expect(tab.locator(SIDEBAR_RUNS, has_text=re.compile(r" · (running|queued)"))).not_to_have_count(0)
+        first.wait_for_url(re.compile(r"/compare\?"))
+        chips = first.locator(".st-key-cmp_runs [aria-label='Selected values']").first.locator("[data-tag]")
+        expect(chips).to_have_count(4)
+        open_page(first, f"{server.url}/runs")  # Compare's live charts would slow the queue down
+        for tab in tabs:  # every tab lists the same four runs
+            assert runs_listed(tab) == run_ids
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and any(store.get_run(r)["status"] != "done" for r in run_ids):
+            for tab in tabs:  # one device, one run at a time, as every tab shows it
+                assert tab.locator(SIDEBAR_RUNS, has_text=" · running").count() <= 1
+            time.sleep(0.5)  # polling the store for the end of training, not waiting on the page
+
+        runs = [store.get_run(r) for r in run_ids]
+        assert [run["status"] for run in runs] == ["done"] * 4, [run["error"] for run in runs]
+        assert all(run["last_step"] == 3 for run in runs)
+        spans = sorted((run["started"], run["finished"]) for run in runs)
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))  # never two at once
+        for tab in tabs:  # each sidebar noticed the end by itself and stopped polling
+            expect(tab.locator("[data-testid=stSidebar]")).to_contain_text("No run in progress.", timeout=60_000)
+        for tab in tabs:  # none lost, none doubled, in every tab
+            tab.locator(".st-key-runs_refresh button:visible").first.click()
+            assert runs_listed(tab) == run_ids
+        assert len(store.list_runs()) == 4
+    finally:
+        context.close()
+        server.kill()
