@@ -1,0 +1,284 @@
+"""`train_reward_model(config, on_step, should_stop)`: the reward-model loop, top to bottom.
+
+    set-up:  validate → preference pairs → backbone with a scalar head (or a bare encoder
+             for the embedding family) → optimizer
+    step 0:  held-out eval, so every curve starts from the untrained model
+    loop:    batch of pairs → rewards of both sides → loss → step → eval → report
+    end:     save_pretrained + tokenizer + rm_info.json, reported as the step's checkpoint
+
+Reports through callbacks only (rmcore.events), like rmcore.trainer. A stopped run ends
+its current step with an eval and a checkpoint, so what was learnt stays usable.
+``load_reward_model_scorer`` turns a run id or a checkpoint folder back into the reward
+callable of the policy's δ term, scoring exactly as the eval here did (rmcore.rm_eval).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rmcore.backbones import (
+    _from_pretrained,
+    load_tokenizer,
+    model_dtype,
+    resolve_backbone_path,
+    resolve_device,
+)
+from rmcore.config import RewardModelConfig
+from rmcore.errors import ConfigError
+from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
+from rmcore.losses import get_reward_model_loss
+from rmcore.rm_eval import (
+    EMBEDDING,
+    SCALAR,
+    EmbeddingScorer,
+    autocast,
+    evaluate,
+    loss_inputs,
+    pair_rewards,
+)
+
+INFO_FILE = "rm_info.json"
+EMBEDDING_LOSSES = ("triplet",)
+MARGIN_LOSSES = ("hinge", "triplet")  # with m = 0, constant rewards already reach zero loss
+
+
+def reward_model_kind(loss: str) -> str:
+    return EMBEDDING if loss in EMBEDDING_LOSSES else SCALAR
+
+
+def loss_kwargs(cfg: RewardModelConfig) -> dict[str, float]:
+    """The config's hyperparameters that the chosen loss takes, by keyword.
+
+    Focal takes the margin too, so that focal with γ = 0 is Bradley-Terry with the same m.
+    """
+    if cfg.loss in MARGIN_LOSSES and cfg.margin <= 0:
+        raise ConfigError(f"The {cfg.loss} loss needs a positive margin (e.g. --margin 1): with m = 0 "
+                          "a model giving every response the same reward already has zero loss.")
+    kwargs = {"center_coef": cfg.center_coef}
+    if cfg.loss in ("bradley_terry", "focal", *MARGIN_LOSSES):
+        kwargs["margin"] = cfg.margin
+    if cfg.loss == "focal":
+        kwargs["gamma"] = cfg.focal_gamma
+    return kwargs
+
+
+def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
+                       should_stop: ShouldStop | None = None, on_progress: OnProgress | None = None,
+                       run_dir: str | Path | None = None) -> dict[str, float]:
+    """Train a reward model on preference pairs; returns the last step's metrics (eval included)."""
+    cfg = config.validate()
+    loss_fn, kwargs, kind = get_reward_model_loss(cfg.loss), loss_kwargs(cfg), reward_model_kind(cfg.loss)
+    on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
+
+    # --- set-up
+    torch.manual_seed(cfg.seed)  # the fresh scalar head is drawn from this
+    device = resolve_device(cfg.device)
+    if on_progress:
+        on_progress(ProgressReport("load-data", 0.0, f"Loading preference pairs from {cfg.task}"))
+    pool, held_out = load_pairs(cfg)
+    model, tokenizer = load_backbone(cfg, kind, device, runs_dir=Path(run_dir).parent if run_dir else None,
+                                     on_progress=on_progress)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    batches = pair_batches(len(pool), cfg.batch_size, random.Random(cfg.seed))
+
+    def evaluate_now() -> tuple[dict[str, float], dict[str, list[float]]]:
+        return evaluate(kind, model, tokenizer, held_out, device, loss_fn, kwargs)
+
+    # --- step 0: the starting point of every eval curve
+    metrics, scores = evaluate_now()
+    on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, sample_rewards=scores))
+
+    if should_stop():  # stopped while loading: nothing learnt, nothing to save
+        return metrics
+    for step in range(1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        batch = [pool[i] for i in next(batches)]
+        model.train()
+        with autocast(device):
+            chosen, rejected = pair_rewards(kind, model, tokenizer, [p.prompt for p in batch],
+                                            [p.chosen for p in batch], [p.rejected for p in batch], device)  # (B,)
+        loss, stats = loss_fn(*loss_inputs(kind, chosen, rejected), **kwargs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+        optimizer.step()
+        model.eval()
+        seconds = time.perf_counter() - t0
+        metrics = {**stats, "loss/total": loss.item(), "rm/grad_norm": float(grad_norm),
+                   "rm/chosen_std": chosen.detach().std(unbiased=False).item(),
+                   "rm/rejected_std": rejected.detach().std(unbiased=False).item(),
+                   "perf/step_time": seconds, "perf/samples_per_s": len(batch) / seconds}
+
+        last = step == cfg.steps or should_stop()  # a stop ends this step with eval and checkpoint
+        scores, checkpoint = {}, None
+        if last or (cfg.eval_every and step % cfg.eval_every == 0):
+            eval_metrics, scores = evaluate_now()
+            metrics.update(eval_metrics)
+        if last and run_dir:
+            checkpoint = save_checkpoint(model, tokenizer, Path(run_dir) / "checkpoints" / f"step-{step:06d}",
+                                         {"kind": kind, "loss": cfg.loss, "backbone": cfg.backbone,
+                                          "task": cfg.task, "step": step,
+                                          "eval_accuracy": metrics.get("eval/accuracy")})
+        on_step(StepReport(step=step, total_steps=cfg.steps, metrics=metrics, sample_rewards=scores,
+                           checkpoint=checkpoint))
+        if last:
+            break
+    return metrics
+
+
+def load_pairs(cfg: RewardModelConfig) -> tuple[list, list]:
+    """(training pairs, held-out pairs); without an eval split, the last 10% are held out."""
+    from rmcore.data import load_task
+
+    task = load_task(cfg.task, split=cfg.dataset_split, seed=cfg.seed, prompt_column=cfg.prompt_column,
+                     chosen_column=cfg.chosen_column, rejected_column=cfg.rejected_column)
+    pool, held_out = list(task.pairs_train), list(task.pairs_eval)
+    if not pool:
+        raise ConfigError(f"Task {cfg.task!r} has no preference pairs; a reward model needs prompt, chosen "
+                          "and rejected columns.")
+    if not held_out:
+        n_held = min(cfg.eval_pairs, len(pool) // 10)
+        if n_held < 1:
+            raise ConfigError(f"Task {cfg.task!r} has {len(pool)} pairs: too few to hold some out for eval.")
+        pool, held_out = pool[:-n_held], pool[-n_held:]
+    if cfg.batch_size > len(pool):
+        raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the training pairs ({len(pool)}).")
+    return pool, held_out[:cfg.eval_pairs]
+
+
+def pair_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[list[int]]:
+    """Shuffled passes over n pairs: each pass sees every pair at most once (the last,
+    incomplete batch of a pass is dropped; the next pass reshuffles)."""
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
+
+
+def load_backbone(cfg: RewardModelConfig, kind: str, device: torch.device, *, runs_dir=None,
+                  on_progress: OnProgress | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) on device, fp32, dropout off; the tokenizer truncates as rm_eval says.
+
+    Scalar: AutoModelForSequenceClassification with one label (a causal LM gets a fresh
+    head over its last real token; an encoder over its pooled output). Embedding: AutoModel.
+    """
+    from transformers import (
+        AutoModel,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    path = resolve_backbone_path(cfg.backbone, runs_dir=runs_dir, on_progress=on_progress)
+    remote = cfg.trust_remote_code
+    probe = load_tokenizer(path, trust_remote_code=remote)
+    if kind == EMBEDDING:
+        model = _from_pretrained(AutoModel, path, trust_remote_code=remote)
+    else:
+        model = _from_pretrained(AutoModelForSequenceClassification, path, trust_remote_code=remote,
+                                 num_labels=1, pad_token_id=probe.pad_token_id)
+    model.config.pad_token_id = probe.pad_token_id
+    positions = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
+    limit = min(cfg.max_length, positions, probe.model_max_length)
+    # Loaded again with the two settings as init arguments: that is how they get saved in
+    # tokenizer_config.json, so RewardModelScorer reloads the same truncation.
+    tokenizer = _from_pretrained(AutoTokenizer, path, trust_remote_code=remote, truncation_side="left",
+                                 model_max_length=limit)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    disable_dropout(model)
+    return model.to(device=device, dtype=torch.float32), tokenizer
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off, as TRL's RewardTrainer does: scores in training then equal the scores the
+    frozen model gives as a reward, and Δ is not noise on a small model."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def save_checkpoint(model: Any, tokenizer: Any, path: Path, info: dict[str, Any]) -> str:
+    """save_pretrained (safetensors) of model and tokenizer, and rm_info.json beside them."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / INFO_FILE).write_text(json.dumps(info, indent=1))
+    return str(path)
+
+
+# --------------------------------------------------------------------------- use as a reward
+def resolve_reward_model(ref: str, runs_dir: str | Path | None = None) -> Path:
+    """The checkpoint folder named by ``ref``: a folder, or a reward-model run's latest checkpoint."""
+    from rmcore.store import RunStore, default_runs_dir, validate_run_id
+
+    ref = str(ref).strip()
+    if not ref:
+        raise ConfigError("No reward model given: pass a reward-model run id or a checkpoint folder.")
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{folder} holds no saved model (no config.json); pass a checkpoint folder.")
+        return folder
+    runs = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    try:
+        validate_run_id(ref)
+        run = RunStore(runs).get_run(ref) if (runs / "rmcore.db").is_file() else None
+    except ConfigError:
+        run = None
+    if run is None:
+        raise ConfigError(f"Reward model {ref!r} is neither a checkpoint folder nor a run id in {runs}.")
+    if run["kind"] != "reward_model":
+        raise ConfigError(f"Run {ref} is a {run['kind']} run, not a reward model.")
+    checkpoint = RunStore(runs).latest_checkpoint(ref)
+    if checkpoint is None:
+        raise ConfigError(f"Reward-model run {ref} has no checkpoint yet (it is {run['status']}); "
+                          "one is saved when it finishes or is stopped.")
+    return Path(checkpoint)
+
+
+def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool = False,
+                             runs_dir: str | Path | None = None, batch_size: int = 16):
+    """The reward callable ``(prompts, completions, references) -> list[float]`` of a trained
+    reward model (run id or folder), frozen, scored in batches on ``device``."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from rmcore.rewards import RewardModelScorer
+
+    folder = resolve_reward_model(ref, runs_dir)
+    info_path = folder / INFO_FILE
+    kind = json.loads(info_path.read_text()).get("kind", SCALAR) if info_path.is_file() else SCALAR
+    device = torch.device(device)
+    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+    auto_cls = AutoModel if kind == EMBEDDING else AutoModelForSequenceClassification
+    model = _from_pretrained(auto_cls, str(folder), trust_remote_code=trust_remote_code, dtype=model_dtype(device))
+    model.to(device).requires_grad_(False)
+    if kind == EMBEDDING:
+        return EmbeddingScorer(model, tokenizer, device, batch_size=batch_size)
+    if model.config.num_labels != 1:
+        raise ConfigError(f"{folder} has {model.config.num_labels} output labels; a reward model has one.")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return RewardModelScorer(model, tokenizer, device, batch_size=batch_size)
+
+
+def trained_reward_models(store) -> list[dict[str, Any]]:
+    """Reward-model runs that have a checkpoint, newest first, for a picker in the app:
+    id, name, loss, status, eval_accuracy (last logged), checkpoint."""
+    runs = store.list_runs()
+    out = []
+    for row in runs[runs["kind"] == "reward_model"].itertuples():
+        checkpoint = store.latest_checkpoint(row.id)
+        if checkpoint is None:
+            continue
+        accuracy = store.metrics([row.id], keys=["eval/accuracy"])
+        out.append({"id": row.id, "name": row.name, "loss": row.loss, "status": row.status,
+                    "eval_accuracy": float(accuracy["value"].iloc[-1]) if len(accuracy) else None,
+                    "checkpoint": checkpoint})
+    return out
