@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-fast bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements-bench.txt includes the dev and runtime sets (plus TRL for bench/vs_trl.py),
+# so the benches' short modes run with every test and cannot rot.
+$(STAMP): requirements.txt requirements-dev.txt requirements-bench.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-bench.txt
 	touch $(STAMP)
 
 install: $(STAMP)
