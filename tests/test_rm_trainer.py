@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -287,6 +288,8 @@ def test_bradley_terry_learns_what_the_summary_alone_gives_away(builtin_model_ca
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
+@pytest.mark.skipif(not os.environ.get("RMCORE_LONG_TESTS"),
+                    reason="300 RM steps take 5-15 min on 2 cores; set RMCORE_LONG_TESTS=1 to run")
 def test_triplet_reaches_90_percent_on_synth_news(builtin_model_cache, tmp_path) -> None:
     """Triplet (embedding reward, m = 1), 300 steps: measured 0.925 held-out accuracy."""
     cfg = RewardModelConfig(loss="triplet", margin=1.0, steps=300, batch_size=16, lr=3e-4, eval_every=0,
