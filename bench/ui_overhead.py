@@ -315,31 +315,31 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def memory_growth(runs_dir: Path, refreshes: int, warmup: int) -> tuple[float, float, float]:
-    """(RSS after warm-up, RSS after `refreshes` more reruns, MB growth) of Train on a live run."""
+def memory_growth(runs_dir: Path, refreshes: int, warmup: int) -> list[float]:
+    """RSS (MB) after the warm-up and after each tenth of `refreshes` reruns of Train on a live run."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     writer = subprocess.Popen([sys.executable, __file__, "--live-writer", str(runs_dir)],
                               stdout=subprocess.PIPE, text=True, env=os.environ)
     run_id = writer.stdout.readline().strip()
+    marks = {warmup + refreshes * k // 10 for k in range(11)}
+    series = []
     try:
         st.cache_resource.clear()
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
         at.query_params["run"] = run_id
         at.switch_page("pages/train.py")
-        base = None
-        for i in range(warmup + refreshes):
+        for i in range(1, warmup + refreshes + 1):
             at.run()
             if at.exception:
                 raise SystemExit(f"Train page raised: {at.exception[0].message}")
-            if i + 1 == warmup:
-                base = rss_mb()
-        end = rss_mb()
+            if i in marks:
+                series.append(rss_mb())
     finally:
         writer.terminate()
         writer.wait(10)
-    return base, end, end - base
+    return series
 
 
 def _live_writer_main(runs_dir: str) -> None:
@@ -446,9 +446,11 @@ def main(argv=None) -> int:
     finally:
         server.kill()
     if "memory" not in skip:
-        base, end, growth = memory_growth(runs_dir, args.refreshes, warmup=max(5, args.refreshes // 20))
-        lines.append(f"memory: RSS {base:.0f} MB -> {end:.0f} MB over {args.refreshes} live refreshes of Train "
-                     f"= {growth:+.1f} MB target <= {TARGET_GROWTH_MB:.0f} MB: {verdict(growth <= TARGET_GROWTH_MB)}")
+        series = memory_growth(runs_dir, args.refreshes, warmup=max(5, args.refreshes // 20))
+        growth = series[-1] - series[0]
+        lines.append(f"memory: RSS {series[0]:.0f} MB -> {series[-1]:.0f} MB over {args.refreshes} live refreshes of "
+                     f"Train = {growth:+.1f} MB (every tenth: {', '.join(f'{x:.0f}' for x in series)}) "
+                     f"target <= {TARGET_GROWTH_MB:.0f} MB: {verdict(growth <= TARGET_GROWTH_MB)}")
         print(lines[-1], flush=True)
     print(f"\nload average after: {load()}; Chromium {CHROMIUM}")
     print("\n".join(lines))
