@@ -174,6 +174,19 @@ def test_bad_input_is_one_config_error(tiny_lm_path, tmp_path) -> None:
         train_reward_model(tiny_cfg(tiny_lm_path, task=str(data)))
 
 
+def test_pairs_from_a_local_file(tiny_lm_path, tmp_path) -> None:
+    rows = [{"prompt": f"Doc {i}: the price is {i} dollars.\nTL;DR:", "chosen": f" Price {i} dollars.",
+             "rejected": f" Price {i + 1} dollars."} for i in range(40)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    reports = []
+    train_reward_model(tiny_cfg(tiny_lm_path, task=str(data), eval_pairs=50), on_step=reports.append)
+    metrics = reports[-1].metrics
+    assert 1 <= len(reports[-1].sample_rewards["chosen"]) < 40          # a held-out split, not the training pairs
+    assert math.isfinite(metrics["eval/accuracy"])
+    assert not [k for k in metrics if k.startswith("eval/accuracy/")]  # no corruption types recorded
+
+
 # --------------------------------------------------------------------------- as a reward
 @pytest.mark.parametrize("loss", ["bradley_terry", "triplet"])
 def test_scorer_gives_the_scores_training_evaluated(loss, tiny_lm_path, tmp_path) -> None:
