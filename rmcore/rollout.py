@@ -10,7 +10,6 @@ loop costs little beyond the model calls. Layout of every batch:
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +83,6 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
     else:  # G samples per prompt: each distinct prompt runs once
         first, cache = prefill(model, shared)
         next_logits = first.logits                                         # (N, 1, V)
-    preallocate(cache, prompt_ids.shape[1] + max_new_tokens)
     next_pos = positions[:, -1:] + 1                                       # (N, 1)
     done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
     tokens = []
@@ -201,56 +199,6 @@ def prefill(model, prompts: SharedPrompts, *, with_hidden: bool = False) -> tupl
     logits = out.logits.index_select(0, prompts.inverse)                   # (N, 1, V)
     hidden = out.hidden_states[-1][:, -1:, :].index_select(0, prompts.inverse) if with_hidden else None
     return Prefill(logits=logits, hidden=hidden), cache
-
-
-def preallocate(cache: Any, capacity: int) -> None:
-    """Give each plain dynamic layer of a KV cache a buffer for `capacity` positions, in place.
-
-    transformers' DynamicLayer concatenates the whole cache with each new token (O(L) copies per
-    step, a fifth of the sampling loop's time on the built-in model); the buffer is written
-    in place instead. Other layer kinds (sliding windows, static caches) are left as they are.
-    """
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", [])
-    for i, layer in enumerate(layers):
-        if type(layer) is DynamicLayer and layer.is_initialized:
-            layers[i] = _preallocated_layer_class()(layer.keys, layer.values, capacity)
-
-
-@functools.cache
-def _preallocated_layer_class() -> type:
-    """Built on first use, so importing rmcore does not import transformers."""
-    from transformers.cache_utils import DynamicLayer
-
-    class PreallocatedLayer(DynamicLayer):
-        def __init__(self, keys: Tensor, values: Tensor, capacity: int) -> None:
-            super().__init__()
-            b, h, n, d = keys.shape
-            self._k, self._v = keys.new_empty(b, h, max(capacity, n), d), values.new_empty(b, h, max(capacity, n), d)
-            self._k[:, :, :n], self._v[:, :, :n] = keys, values
-            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-            self._set_length(n)
-
-        def _set_length(self, n: int) -> None:
-            self.length = n
-            self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]  # views: (B, H, n, D)
-
-        def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
-            n, m = self.length, self.length + key_states.shape[-2]
-            if m > self._k.shape[2]:  # past the planned length: fall back to growing
-                self._k = torch.cat([self._k[:, :, :n], key_states], 2)
-                self._v = torch.cat([self._v[:, :, :n], value_states], 2)
-            else:
-                self._k[:, :, n:m], self._v[:, :, n:m] = key_states, value_states
-            self._set_length(m)
-            return self.keys, self.values
-
-        def reorder_cache(self, beam_idx: Tensor) -> None:
-            self._k, self._v = self._k.index_select(0, beam_idx), self._v.index_select(0, beam_idx)
-            self._set_length(self.length)
-
-    return PreallocatedLayer
 
 
 def _sample_top_p(logits: Tensor, top_p: float, generator: torch.Generator | None) -> Tensor:
