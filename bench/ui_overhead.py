@@ -166,19 +166,31 @@ def synthesise_runs(store: RunStore, n_runs: int, n_steps: int, train: StepRepor
 
 
 # --------------------------------------------------------------------------- 1. throughput
-@dataclass
-class Speed:
-    where: str
-    samples_per_s: float  # steps 1..N by their store timestamps: evals and store writes included
-    cpu: str = ""         # where the CPU time went meanwhile
-
-
-def run_speed(store: RunStore, run_id: str, where: str) -> Speed:
+def samples_per_s(store: RunStore, run_id: str) -> float:
+    """Steps 1..N by their store timestamps (evals and store writes included) x samples per step."""
     times = store.metrics([run_id], keys=["perf/step_time"]).sort_values("step")
     first, last = times.iloc[0], times.iloc[-1]
-    samples = TrainConfig.from_dict(store.get_run(run_id)["config"])
-    per_step = samples.batch_size * samples.samples_per_prompt
-    return Speed(where, (last["step"] - first["step"]) * per_step / (last["time"] - first["time"]))
+    cfg = TrainConfig.from_dict(store.get_run(run_id)["config"])
+    return (last["step"] - first["step"]) * cfg.batch_size * cfg.samples_per_prompt / (last["time"] - first["time"])
+
+
+def processes(server: "Server") -> tuple[list, list]:
+    """(the Streamlit server, Chromium and its helpers): psutil processes whose CPU time we read."""
+    import psutil
+
+    mine = psutil.Process().children(recursive=True)
+    return [psutil.Process(server.proc.pid)], [p for p in mine if p.pid != server.proc.pid]
+
+
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except Exception:  # a helper process that has exited
+            pass
+    return total
 
 
 def headless_run(runs_dir: Path, steps: int) -> tuple[str, str]:
@@ -211,8 +223,6 @@ def in_app_run(server: Server, page, steps: int) -> tuple[str, str]:
     Returns (run id, CPU note): the server's CPU seconds (training thread and page reruns)
     and Chromium's, from the click on Launch to the end of the run.
     """
-    import psutil
-
     store = RunStore(server.runs_dir)
     before = set(store.list_runs()["id"])
     server.open(page, "/train")
@@ -221,8 +231,7 @@ def in_app_run(server: Server, page, steps: int) -> tuple[str, str]:
     box.press("Enter")
     page.wait_for_function("([sel, v]) => document.querySelector(sel)?.value === v",
                            arg=[".st-key-cfg-steps input", str(steps)])
-    srv = [psutil.Process(server.proc.pid)]
-    browser = [p for p in psutil.Process().children(recursive=True) if p.pid != server.proc.pid]
+    srv, browser = processes(server)
     cpu0, t0 = (cpu_seconds(srv), cpu_seconds(browser)), time.perf_counter()
     page.locator(".st-key-launch button").click()
     new: set[str] = set()
@@ -260,23 +269,9 @@ class Timing:
     browser_cpu: float  # CPU seconds of Chromium and its helpers meanwhile (layout, Plotly drawing)
 
 
-def cpu_seconds(procs) -> float:
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except Exception:  # a helper process that has exited
-            pass
-    return total
-
-
 def switch_seconds(server: Server, page, to: str) -> Timing:
     """A click in the sidebar's navigation to `to` until its script ran and its charts are drawn."""
-    import psutil
-
-    browser = [p for p in psutil.Process().children(recursive=True) if p.pid != server.proc.pid]
-    srv = [psutil.Process(server.proc.pid)]
+    srv, browser = processes(server)
     page.evaluate("""() => { window.__done = 0;
         const app = document.querySelector('[data-testid=stApp]');
         window.__observer?.disconnect();
@@ -343,7 +338,7 @@ def memory_growth(runs_dir: Path, refreshes: int, warmup: int) -> list[float]:
 
 
 def _live_writer_main(runs_dir: str) -> None:
-    """A 'running' run owned by this live process, one new step every 0.2 s, until terminated."""
+    """A "running" run owned by this live process, one new step a second (a fast run), until terminated."""
     store = RunStore(runs_dir)
     run_id = store.create_run(kind="policy", config=TrainConfig(steps=100_000).to_dict(), name="live")
     store.set_status(run_id, "running")
@@ -351,14 +346,43 @@ def _live_writer_main(runs_dir: str) -> None:
     rng = random.Random(0)
     for step in range(1, 100_001):
         store.record_step(run_id, StepReport(step, 100_000, {"loss/total": rng.random(), "reward/total": rng.random(),
-                                                            "policy/kl": rng.random(), "perf/step_time": 0.2},
+                                                            "policy/kl": rng.random(), "perf/step_time": 1.0},
                                              sample_rewards={"total": [rng.random() for _ in range(32)]},
                                              generations=[{"split": "train", "prompt": "doc\nTL;DR:", "completion":
                                                            f"step {step}", "reference": "ref", "reward": 0.5}]))
-        time.sleep(0.2)
+        time.sleep(1.0)
 
 
 # --------------------------------------------------------------------------- main
+def render_part(server: Server, page, ids: list[str], repeats: int, say) -> None:
+    for label, compare_runs in (("2 runs", ids[:2]), (f"all {len(ids)} runs", ids)):
+        train, compare, cold = render_seconds(server, page, ids[0], compare_runs, repeats)
+        for name, timed in ((f"Train (1 of {len(ids)} runs)", train), (f"Compare ({label})", compare)):
+            med = statistics.median(t.total_s for t in timed)
+            say(f"render {name}: median {med:.2f} s over {len(timed)} sidebar switches "
+                f"({', '.join(f'{t.total_s:.2f}' for t in timed)}; CPU meanwhile: server "
+                f"{statistics.median(t.server_cpu for t in timed):.2f} s, Chromium "
+                f"{statistics.median(t.browser_cpu for t in timed):.2f} s) "
+                f"target <= {TARGET_RENDER_S:.1f} s: {verdict(med <= TARGET_RENDER_S)}")
+        say(f"  (cold loads in a fresh tab, for reference: Train {cold[0]:.2f} s, Compare ({label}) {cold[1]:.2f} s)")
+
+
+def throughput_part(server: Server, page, rounds: int, steps: int, say) -> None:
+    store, speeds = RunStore(server.runs_dir), {"headless": [], "in-app": []}
+    for r in range(rounds):
+        configs = []
+        for where in speeds:
+            run_id, note = headless_run(server.runs_dir, steps) if where == "headless" else in_app_run(server, page, steps)
+            speeds[where].append(samples_per_s(store, run_id))
+            configs.append({k: v for k, v in store.get_run(run_id)["config"].items() if k != "name"})
+            print(f"round {r + 1} {where:8s}: {speeds[where][-1]:.2f} samples/s ({note}; load {load()})", flush=True)
+        if configs[0] != configs[1]:
+            say(f"warning: the in-app run's config differs: {sorted(k for k in configs[0] if configs[0][k] != configs[1].get(k))}")
+    head, app = statistics.median(speeds["headless"]), statistics.median(speeds["in-app"])
+    say(f"throughput: headless {head:.2f} samples/s, with the live Train page in Chromium {app:.2f} samples/s = "
+        f"{app / head:.0%} target >= {TARGET_SHARE:.0%}: {verdict(app / head >= TARGET_SHARE)}")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -410,48 +434,27 @@ def main(argv=None) -> int:
     steps = [store.get_run(r)["last_step"] for r in ids]
     print(f"store: {len(ids)} runs x {min(steps)}-{max(steps)} steps "
           f"({(runs_dir / 'rmcore.db').stat().st_size / 2**20:.0f} MB)", flush=True)
-    lines = []
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     server = Server(runs_dir, tmp / "streamlit.log").start()
     try:
         with browser_page() as page:
             if "render" not in skip:
-                for label, compare_runs in (("2 runs", ids[:2]), (f"all {len(ids)} runs", ids)):
-                    train, compare, cold = render_seconds(server, page, ids[0], compare_runs, args.renders)
-                    for name, timed in ((f"Train (1 of {len(ids)} runs)", train), (f"Compare ({label})", compare)):
-                        med = statistics.median(t.total_s for t in timed)
-                        lines.append(f"render {name}: median {med:.2f} s over {len(timed)} sidebar switches "
-                                     f"({', '.join(f'{t.total_s:.2f}' for t in timed)}; CPU meanwhile: server "
-                                     f"{statistics.median(t.server_cpu for t in timed):.2f} s, Chromium "
-                                     f"{statistics.median(t.browser_cpu for t in timed):.2f} s) "
-                                     f"target <= {TARGET_RENDER_S:.1f} s: {verdict(med <= TARGET_RENDER_S)}")
-                        print(lines[-1], flush=True)
-                    lines.append(f"  (cold loads in a fresh tab, for reference: Train {cold[0]:.2f} s, "
-                                 f"Compare ({label}) {cold[1]:.2f} s)")
-                    print(lines[-1], flush=True)
+                render_part(server, page, ids, args.renders, say)
             if "throughput" not in skip:
-                speeds: dict[str, list[float]] = {"headless": [], "in-app": []}
-                for r in range(args.rounds):
-                    for where in ("headless", "in-app"):
-                        run_id, note = headless_run(runs_dir, args.train_steps) if where == "headless" \
-                            else in_app_run(server, page, args.train_steps)
-                        speed = run_speed(store, run_id, where)
-                        speeds[where].append(speed.samples_per_s)
-                        print(f"round {r + 1} {where:8s}: {speed.samples_per_s:.2f} samples/s ({note}; load {load()})",
-                              flush=True)
-                share = statistics.median(speeds["in-app"]) / statistics.median(speeds["headless"])
-                lines.append(f"throughput: headless {statistics.median(speeds['headless']):.2f} samples/s, with the "
-                             f"live Train page in Chromium {statistics.median(speeds['in-app']):.2f} samples/s = "
-                             f"{share:.0%} target >= {TARGET_SHARE:.0%}: {verdict(share >= TARGET_SHARE)}")
-                print(lines[-1], flush=True)
+                throughput_part(server, page, args.rounds, args.train_steps, say)
     finally:
         server.kill()
     if "memory" not in skip:
         series = memory_growth(runs_dir, args.refreshes, warmup=max(5, args.refreshes // 20))
         growth = series[-1] - series[0]
-        lines.append(f"memory: RSS {series[0]:.0f} MB -> {series[-1]:.0f} MB over {args.refreshes} live refreshes of "
-                     f"Train = {growth:+.1f} MB (every tenth: {', '.join(f'{x:.0f}' for x in series)}) "
-                     f"target <= {TARGET_GROWTH_MB:.0f} MB: {verdict(growth <= TARGET_GROWTH_MB)}")
-        print(lines[-1], flush=True)
+        say(f"memory: RSS {series[0]:.0f} MB -> {series[-1]:.0f} MB over {args.refreshes} live refreshes of Train "
+            f"= {growth:+.1f} MB (every tenth: {', '.join(f'{x:.0f}' for x in series)}) "
+            f"target <= {TARGET_GROWTH_MB:.0f} MB: {verdict(growth <= TARGET_GROWTH_MB)}")
     print(f"\nload average after: {load()}; Chromium {CHROMIUM}")
     print("\n".join(lines))
     return 0

@@ -141,7 +141,10 @@ def test_two_slots_overlap(make_runner) -> None:
 
 
 def test_progress_writes_are_throttled(make_runner) -> None:
+    submitted = threading.Event()   # the worker may start before submit() has returned the id
+
     def chatty(config, on_step, should_stop, on_progress, run_dir) -> None:
+        assert submitted.wait(5)
         started = time.monotonic()
         for i in range(200):
             on_progress(ProgressReport("build-backbone", i / 200, f"Building {i}"))
@@ -161,6 +164,7 @@ def test_progress_writes_are_throttled(make_runner) -> None:
 
     runner.store.set_status = counting_set_status
     runner_ids = [runner.submit(CONFIG)]
+    submitted.set()
     assert runner.wait(runner_ids[0], 10) == "done"
     # "Starting…", the first report, then at most one more per 0.5 s window the loop spanned
     # (on a loaded machine 200 calls can take longer than one window)
