@@ -2,8 +2,12 @@
 
 Every figure is cheap to send on each live tick: at most ``MAX_POINTS`` points per trace
 (W&B's budget; downsampling keeps each bucket's min and max so spikes survive), numpy
-arrays (serialised as typed arrays, 10–20x faster than lists), ``go.Scattergl``, and a
-``uirevision`` so zoom and legend clicks survive updates. No Streamlit here.
+arrays (serialised as typed arrays, 10–20x faster than lists), and a ``uirevision`` so
+zoom and legend clicks survive updates. Lines are SVG ``go.Scatter``, not WebGL
+``Scattergl``: at this many points SVG draws fast, while a browser without a GPU (a
+server's, a VM's) emulates WebGL on its CPU: three live line charts cost Chromium 0.70
+CPU-s per second as Scattergl and 0.25 as Scatter (bench/ui_overhead.py's machine).
+No Streamlit here.
 
 Input frames follow the store: metrics are long ``[run_id, step, key, value, time]``;
 per-sample rewards are ``[step, idx, value]``.
@@ -125,11 +129,11 @@ def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float
         ys = run_df["value"].to_numpy(dtype=float)
         if smoothing > 0:
             rx, ry = downsample(xs, ys)
-            fig.add_trace(go.Scattergl(x=rx, y=ry, mode="lines", line={"color": color, "width": 1},
+            fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", line={"color": color, "width": 1},
                                        opacity=0.25, legendgroup=run_id, showlegend=False,
                                        name=f"{label} (raw)", hoverinfo="skip"))
         sx, sy = downsample(xs, ema_smooth(ys, smoothing))
-        fig.add_trace(go.Scattergl(x=sx, y=sy, mode="lines+markers" if len(sx) < 3 else "lines",
+        fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines+markers" if len(sx) < 3 else "lines",
                                    line={"color": color, "width": 2}, legendgroup=run_id,
                                    name=label, meta=run_id))
     fig.update_layout(title=title or metric, xaxis_title=X_AXES.get(x, x), yaxis_title=metric,
@@ -150,7 +154,7 @@ def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uire
         if rows.empty:
             continue
         xs, ys = downsample(rows["step"].to_numpy(), ema_smooth(rows["value"].to_numpy(float), smoothing))
-        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
                                    name=key, line={"color": PALETTE[i % len(PALETTE)]},
                                    yaxis="y2" if key in right_axis else "y"))
     if any(trace.yaxis == "y2" for trace in fig.data):

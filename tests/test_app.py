@@ -296,3 +296,16 @@ def test_small_helpers() -> None:
                          "prompt": ["p"], "terms": [{"rouge": 0.4, "fluency": 0.1}]})
     assert list(generation_table(gens).columns) == ["split", "completion", "reward", "reference", "prompt",
                                                     "r/rouge", "r/fluency"]
+
+
+def test_generations_follow_the_latest_step_until_the_toggle_is_off(runs_dir) -> None:
+    store = RunStore(runs_dir)
+    run_id = fake_run(store, "grpo", steps=5)
+    at = app("pages/train.py", run=run_id)
+    assert at.toggle(key="live-gen-follow").value is True and not at.select_slider
+    shown = at.dataframe[-1].value
+    assert list(shown["completion"]) == ["grpo says 5"]           # the latest step
+    at.toggle(key="live-gen-follow").set_value(False).run()
+    assert at.select_slider(key="live-gen-step").value == 5        # the pick starts at the latest
+    at.select_slider(key="live-gen-step").set_value(2).run()
+    assert list(at.dataframe[-1].value["completion"]) == ["grpo says 2"]

@@ -5,6 +5,11 @@ running (STREAMLIT.md's "start and stop a streaming fragment" recipe): ``live`` 
 before the decorator, and when the run reaches a final status the fragment calls
 ``st.rerun()`` so the page redraws once with polling off. Controls that must not reset on
 each tick (run picker, Stop, smoothing) live outside, in the page.
+
+Two fragments, two paces: the header (status, step, ETA) every POLL_S, the charts every
+CHARTS_POLL_S. Redrawing six Plotly charts costs the browser most of a CPU core per
+second on a 2-core machine, and the training thread shares that machine (and the server's
+GIL); curves that move every few seconds still read as live (bench/ui_overhead.py).
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.runtime import duration_text, runner, store
 
-POLL_S = 1.0
+POLL_S = 1.0         # header
+CHARTS_POLL_S = 3.0  # curves, reward distributions, generations
 CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
     ("Loss", ("loss/",)),
     ("Reward: total and each term", ("reward/",)),
@@ -29,26 +35,32 @@ CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
 HIDDEN_KEYS = ("reward/total_std",)
 RIGHT_AXIS = ("policy/entropy", "eval/response_length")  # other units and scales than their neighbours
 PLOTLY_CONFIG = {"displaylogo": False}
+HEADER_KEYS = ("perf/step_time", "perf/samples_per_s")  # one row per training step: pace and throughput
 
 
 def live_panel(run_id: str, smoothing: float = 0.0) -> None:
-    """Draw the panel; it refreshes itself every POLL_S seconds while the run is live."""
+    """Draw the panel; while the run is live its header refreshes every POLL_S seconds and
+    its charts every CHARTS_POLL_S."""
     live = store().get_run(run_id)["status"] in ACTIVE_STATUSES
 
     @st.fragment(run_every=POLL_S if live else None)
-    def panel() -> None:
+    def header() -> None:
         run = store().get_run(run_id)
         if live and run["status"] in TERMINAL_STATUSES:
             st.rerun()  # full rerun: the page redraws with auto-refresh off and Stop hidden
+        run_header(run, store().metrics([run_id], keys=list(HEADER_KEYS)))
+
+    @st.fragment(run_every=CHARTS_POLL_S if live else None)
+    def charts() -> None:
         metrics = store().metrics([run_id])
-        run_header(run, metrics)
         if metrics.empty:
             return
         metric_charts(run_id, metrics, smoothing)
         distributions(run_id, metrics)
         generations(run_id)
 
-    panel()
+    header()
+    charts()
 
 
 def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
@@ -118,11 +130,16 @@ def generations(run_id: str) -> None:
     if not steps:
         st.caption("No generations yet.")
         return
-    widget, latest = "live-gen-step", "live-gen-latest"
-    if st.session_state.get(widget) not in steps or st.session_state.get(widget) == st.session_state.get(latest):
-        st.session_state[widget] = steps[-1]
-    st.session_state[latest] = steps[-1]
-    step = steps[0] if len(steps) == 1 else st.select_slider("Step", options=steps, key=widget)
+    # An explicit toggle rather than "the slider follows until moved": a browser that lags
+    # behind the refreshes sends back an old slider value, which read as a pick and froze it.
+    follow = len(steps) == 1 or st.toggle("Follow the latest step", value=True, key="live-gen-follow")
+    if follow:
+        step = steps[-1]
+        st.caption(f"Step {step}")
+    else:
+        if st.session_state.get("live-gen-step") not in steps:
+            st.session_state["live-gen-step"] = steps[-1]  # start the pick at the latest step
+        step = st.select_slider("Step", options=steps, key="live-gen-step")
     table = generation_table(store().generations(run_id, step=step))
     with st.container(key="live-generations"):
         st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -149,7 +166,7 @@ def _latest(metrics: pd.DataFrame, metric: str) -> float | None:
 
 
 def _eta(run: dict[str, Any], metrics: pd.DataFrame) -> float | None:
-    """Seconds left at the pace since the first step (model building and loading excluded)."""
+    """Seconds left at the pace since the first training step (model loading and step 0's eval excluded)."""
     total, last = int(run["total_steps"] or 0), int(run["last_step"] or 0)
     steps = metrics.drop_duplicates("step").sort_values("step")
     if len(steps) >= 2:
