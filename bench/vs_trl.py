@@ -121,7 +121,7 @@ def run_rmcore(path: Path, args, times: EngineTimes) -> None:
 
     cfg = TrainConfig(backbone=str(path), task="synth-news", loss="grpo", alpha=1.0, beta=0.0, gamma=0.0,
                       kl_coef=0.04, kl_estimator="k3", kl_placement="loss", loss_norm="token_mean",
-                      clip_eps=0.2, ppo_epochs=1, minibatches=1, lr=1e-5, max_grad_norm=1.0,
+                      clip_eps=0.2, ppo_epochs=1, minibatches=1, lr=1e-5, max_grad_norm=1.0, temperature=1.0,
                       batch_size=args.prompts, samples_per_prompt=args.samples, max_new_tokens=args.new_tokens,
                       steps=args.warmup + args.steps + 1, eval_every=0, eval_prompts=args.prompts,
                       log_generations=4, seed=args.seed, device=args.device)

@@ -129,7 +129,7 @@ def token_kl(s: Session, r: dict) -> Tensor | None:
 
 
 def online_step(s: Session, prompts: list[str], refs: list[str]) -> StepResult:
-    cfg, algo = s.cfg, s.algo
+    cfg = s.cfg
     G = cfg.samples_per_prompt
     one_pass = single_on_policy_pass(s, len(prompts) * G)
     r = rollout_and_score(s, prompts, refs, G, policy_forward=not one_pass)

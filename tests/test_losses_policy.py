@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from rmcore.losses import (
     DPO_VARIANTS, actor_critic_loss, clipped_surrogate_loss, dpo_loss, entropy_from_logits,
