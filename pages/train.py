@@ -16,6 +16,11 @@ require_entrypoint()
 
 RUN_KEY, FORM_KEY = "train_run", "train_form_open"
 
+
+def reuse(config: dict) -> None:
+    forms.fill_form(config)
+    st.session_state[FORM_KEY] = True  # open the form to show what was loaded
+
 st.title("Train")
 runs = store().list_runs()
 runs = runs[runs["kind"] == "policy"]
@@ -25,15 +30,21 @@ if st.session_state.pop("train_collapse_form", False):
     st.session_state[FORM_KEY] = False
 elif FORM_KEY not in st.session_state:
     st.session_state[FORM_KEY] = runs.empty or "run" not in st.query_params
-with st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tune:"):
-    values = forms.train_form()
-    launch_col, losses_col, many_col = st.columns([1, 2, 1], vertical_alignment="bottom")
-    launch = launch_col.button("Launch", type="primary", key="launch", icon=":material/rocket_launch:")
-    losses = losses_col.multiselect("Compare losses", list(POLICY_LOSSES), key="cfg.compare_losses",
-                                    format_func=lambda n: POLICY_LOSSES[n].label, persist_state="session",
-                                    placeholder="Pick losses to launch one run each",
-                                    help="Identical runs that differ only in the loss, opened in Compare.")
-    launch_many = many_col.button("Launch one run per loss", key="launch_per_loss")
+form = st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tune:")
+launch = launch_many = False
+with form:
+    # Built only while open: closed, the form's widgets were 1,800 of the page's 3,100 DOM
+    # nodes, and drawing them hidden doubled the page's render time (bench/ui_overhead.py).
+    # Their values persist in session state meanwhile.
+    if form.open:
+        values = forms.train_form()
+        launch_col, losses_col, many_col = st.columns([1, 2, 1], vertical_alignment="bottom")
+        launch = launch_col.button("Launch", type="primary", key="launch", icon=":material/rocket_launch:")
+        losses = losses_col.multiselect("Compare losses", list(POLICY_LOSSES), key="cfg.compare_losses",
+                                        format_func=lambda n: POLICY_LOSSES[n].label, persist_state="session",
+                                        placeholder="Pick losses to launch one run each",
+                                        help="Identical runs that differ only in the loss, opened in Compare.")
+        launch_many = many_col.button("Launch one run per loss", key="launch_per_loss")
 
 if launch or launch_many:
     try:
@@ -81,7 +92,7 @@ with actions_col:
                 resume_error = str(err)
             else:
                 st.rerun()  # the sidebar and the panel poll again
-    buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=forms.fill_form,
+    buttons[1].button("Reuse", key="reuse", icon=":material/content_copy:", on_click=reuse,
                       args=(run["config"],), help="Load this run's configuration into the form above.")
     buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
                          query_params={"runs": run_id})

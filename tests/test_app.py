@@ -230,7 +230,8 @@ def test_reuse_loads_a_run_config_into_the_form(runs_dir) -> None:
     run_id = store.create_run(kind="policy", config=config)
     store.set_status(run_id, "done")
     at = app("pages/train.py", run=run_id)
-    at.button(key="reuse").click().run()
+    assert "cfg.loss" not in [w.key for w in at.selectbox]  # a closed form is not built
+    at.button(key="reuse").click().run()                      # Reuse fills the form and opens it
     assert not at.exception
     assert at.selectbox(key="cfg.loss").value == "rloo"
     assert at.text_input(key="cfg.alpha").value == "2" and at.number_input(key="cfg.steps").value == 7
