@@ -28,8 +28,9 @@ runs = runs[runs["kind"] == "policy"]
 # --- the form and the launch buttons; folded away after a launch so the live panel shows
 if st.session_state.pop("train_collapse_form", False):
     st.session_state[FORM_KEY] = False
-elif FORM_KEY not in st.session_state:
-    st.session_state[FORM_KEY] = runs.empty or "run" not in st.query_params
+elif FORM_KEY not in st.session_state:  # open until a run is picked (from the URL or earlier in this session)
+    st.session_state[FORM_KEY] = runs.empty or ("run" not in st.query_params
+                                                 and f"{RUN_KEY}__copy" not in st.session_state)
 form = st.expander("New run", key=FORM_KEY, on_change="rerun", icon=":material/tune:")
 launch = launch_many = False
 with form:
