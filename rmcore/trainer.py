@@ -43,10 +43,11 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     task, pool = load_pool(cfg)
+    runs_dir = Path(run_dir).parent if run_dir else None  # where run ids (backbone, δ's reward model) resolve
     policy, tokenizer = load_causal_lm(cfg.backbone, device=device, trust_remote_code=cfg.trust_remote_code,
-                                       runs_dir=Path(run_dir).parent if run_dir else None, on_progress=on_progress)
+                                       runs_dir=runs_dir, on_progress=on_progress)
     encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
-    session = make_session(cfg, algo, policy, tokenizer, device)
+    session = make_session(cfg, algo, policy, tokenizer, device, runs_dir=runs_dir)
     eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
 
     # --- step 0 (the start of every eval curve), or the step a resumed run stopped at
@@ -139,7 +140,7 @@ def preflight(config: TrainConfig) -> None:
                           f"length ({limit}) to leave room for the prompt.")
 
 
-def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
+def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Path | None = None) -> Session:
     """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward."""
     needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.kind == "pairs"
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if needs_ref else None
@@ -150,7 +151,7 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
                                      else policy.config.n_embd, 1).to(device)
         torch.nn.init.zeros_(value_head.weight)  # V ≡ bias at start: a neutral critic
         params += list(value_head.parameters())
-    rm_scorer = load_reward_model_scorer(cfg, device) if cfg.delta != 0 else None
+    rm_scorer = load_reward_model_scorer(cfg, device, runs_dir) if cfg.delta != 0 else None
     reward = build_composite(cfg.reward_weights(), rouge_type=cfg.rouge_type, distinct_n=cfg.distinct_n,
                              target_length=cfg.target_length, rm_scorer=rm_scorer)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -162,11 +163,15 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device) -> Session:
                    optimizer=optimizer, reward=reward, generator=generator, device=device)
 
 
-def load_reward_model_scorer(cfg: TrainConfig, device):
-    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_trainer)."""
+def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None):
+    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_trainer).
+
+    A run id is looked up in the policy run's own runs dir, as the Runner's preflight does;
+    None (a run without a store) means $RMCORE_RUNS_DIR or ./runs.
+    """
     from rmcore.rm_trainer import load_reward_model_scorer as load
 
-    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code)
+    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, runs_dir=runs_dir)
 
 
 @torch.no_grad()

@@ -263,6 +263,21 @@ def test_policy_training_uses_the_reward_model_as_delta(trained, tiny_lm_path) -
     assert math.isfinite(metrics["reward/rm"]) and metrics["reward/total"] == pytest.approx(metrics["reward/rm"])
 
 
+def test_policy_run_finds_a_reward_model_run_id_in_its_own_runs_dir(trained, tiny_lm_path, tmp_path,
+                                                                    monkeypatch) -> None:
+    """Regression: the δ term's run id was looked up in the default runs dir, not the policy's."""
+    from rmcore.trainer import train
+
+    monkeypatch.setenv("RMCORE_RUNS_DIR", str(tmp_path / "elsewhere"))
+    cfg = TrainConfig(backbone=tiny_lm_path, loss="reinforce", alpha=0.0, beta=0.0, gamma=0.0, delta=1.0,
+                      reward_model=trained["run_id"], steps=1, batch_size=2, samples_per_prompt=1,
+                      max_new_tokens=6, eval_every=0, eval_prompts=2, kl_coef=0.0, device="cpu")
+    metrics = train(cfg, run_dir=trained["runs"] / "policy-run")
+    assert math.isfinite(metrics["reward/rm"])
+    with pytest.raises(ConfigError, match="neither a checkpoint folder nor a run id"):
+        train(cfg)  # no run dir: the default runs dir, which does not hold it
+
+
 def test_cli_train_rm_end_to_end(tiny_lm_path, tmp_path, capsys) -> None:
     from rmcore.cli import main
 
@@ -280,22 +295,26 @@ def test_cli_train_rm_end_to_end(tiny_lm_path, tmp_path, capsys) -> None:
 
 
 # --------------------------------------------------------------------------- learning
-# Budgets on the built-in tiny-gpt2, CPU, batch 16, lr 3e-4, all 200 held-out pairs. Measured
-# on a shared 2-core machine: 100 BT steps ≈ 9 min, 300 triplet steps ≈ 15 min (1 thread, load ~6).
+# Budgets on the built-in tiny-gpt2, CPU, all 200 held-out pairs, 1 torch thread on a shared
+# 2-core machine: 200 BT steps at the RewardModelConfig defaults (batch 16, lr 1e-4) ≈ 210 CPU s;
+# 300 triplet steps ≈ 15 min wall. The per-loss table in the README uses the same settings.
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_bradley_terry_learns_what_the_summary_alone_gives_away(builtin_model_cache, tmp_path) -> None:
-    """BT, 100 steps: measured 0.765 overall; truncation and invented detail 1.0.
+    """BT at the config defaults (200 steps): measured 0.805 held-out at seed 0 (0.810 at seed 1);
+    truncation and invented detail 1.0 (both seeds), repetition 0.91 / 0.82, off topic 0.91 /
+    0.94, wrong number 0.50 / 0.59, wrong entity 0.53 / 0.53.
 
-    The scalar head on the last token learns the corruptions visible in the summary itself
-    within 100 steps, but not those that need the summary checked against the document
-    (wrong number / entity stay near chance, also at 300 steps: 0.765 overall), so it does
-    not reach 0.90 in this budget; the embedding model below does.
+    Issue 4 asks for 0.90; the last-token scalar head does not get there on tiny-gpt2 (lr 3e-4
+    or 1e-3, up to 300 steps, frozen embeddings, an appended EOS: 0.70-0.77). What holds it back
+    is wrong number / entity, which need the summary checked token by token against the
+    document: the warm-started backbone does not copy names or numbers (its own likelihood
+    ranks those pairs right 62% / 65% of the time), so it has no matching feature to start from.
     """
-    cfg = RewardModelConfig(loss="bradley_terry", steps=100, batch_size=16, lr=3e-4, eval_every=0,
-                            eval_pairs=200, device="cpu")
+    cfg = RewardModelConfig(loss="bradley_terry", steps=200, batch_size=16, lr=1e-4, eval_every=0,
+                            eval_pairs=200, device="cpu")  # the defaults, spelt out
     m = train_reward_model(cfg, run_dir=tmp_path / "bt")
-    assert m["eval/accuracy"] >= 0.70, m
+    assert m["eval/accuracy"] >= 0.72, m
     assert m["eval/accuracy/truncation"] >= 0.9 and m["eval/accuracy/invented_detail"] >= 0.9, m
 
 
