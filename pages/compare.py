@@ -64,7 +64,8 @@ def overlay() -> None:
         if any(store().metric_keys(r) for r in selected):
             st.rerun()  # the first metrics arrived: draw the metric and axis controls
         return
-    metrics = store().metrics(selected)
+    summary = [k for k in SUMMARY_KEYS if k in keys] or keys[:8]
+    metrics = store().metrics(selected, keys=sorted({metric, *summary}))  # not every key of every run
     fig = viz.line_figure(metrics, metric, x=x_axis, smoothing=smoothing, log_y=log_y,
                           uirevision=f"{','.join(sorted(selected))}|{metric}|{x_axis}",
                           names=names, samples_per_step={r: samples_per_step(c) for r, c in configs.items()},
@@ -72,7 +73,7 @@ def overlay() -> None:
     with st.container(key="cmp-chart"):
         st.plotly_chart(fig, key="cmp-line", width="stretch", config={"displaylogo": False})
     st.markdown("**Final and best values**")
-    final_table(metrics, [k for k in SUMMARY_KEYS if k in keys] or keys[:8], names, selected)
+    final_table(metrics, summary, names, selected)
 
 
 overlay()

@@ -93,6 +93,7 @@ def test_empty_readers(store: RunStore) -> None:
     run_id = store.create_run(kind="reward_model", config={})
     assert store.metrics([run_id]).empty and store.metric_keys(run_id) == []
     assert store.latest_checkpoint(run_id) is None and store.generation_steps(run_id) == []
+    assert store.last_sample_step(run_id) is None and store.last_generation_step(run_id, "eval") is None
     row = store.list_runs().iloc[0]
     assert pd.isna(row.best_eval_reward) and pd.isna(row.final_loss) and pd.isna(row.duration_s)
     assert list(store.metrics([]).columns) == ["run_id", "step", "key", "value", "time"]
@@ -278,3 +279,19 @@ def test_mark_interrupted(store: RunStore) -> None:
                       "mine_live": "running", "dead_done": "done", "dead_queued": "interrupted"}
     assert store.get_run(runs["dead"])["finished"] is not None
     assert store.mark_interrupted(except_ids={runs["mine_live"]}) == []
+
+
+def test_key_and_latest_step_lookups_match_plain_queries(store: RunStore) -> None:
+    """The skip-scan metric_keys and the MAX(step) lookups the pages use == reading everything."""
+    run_id, other = store.create_run(kind="policy", config={}), store.create_run(kind="policy", config={})
+    for step in range(1, 6):
+        store.record_step(run_id, report(step))
+    extra = report(1)
+    store.record_step(other, StepReport(1, 5, {"a/x": 1.0, "zz": 2.0}, sample_rewards={"total": [1.0]},
+                                        generations=extra.generations[:1]))
+    plain = sorted(store.metrics([run_id])["key"].unique())
+    assert store.metric_keys(run_id) == plain == ["eval/reward", "loss/total", "reward/total"]
+    assert store.metric_keys(other) == ["a/x", "zz"]
+    assert store.last_sample_step(run_id) == 5 and store.last_sample_step(run_id, term="nope") is None
+    assert store.last_generation_step(run_id, "eval") == 5 and store.last_generation_step(other, "eval") is None
+    assert store.last_generation_step(other, "train") == 1

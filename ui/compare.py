@@ -43,11 +43,10 @@ def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
     """Per-sample total reward of each run at its last logged step, overlaid."""
     values, colors, palette = {}, {}, viz.run_colors(run_ids)
     for run_id in run_ids:
-        rewards = store().sample_rewards(run_id, term="total")
-        if not rewards.empty:
-            last = int(rewards["step"].max())
+        last = store().last_sample_step(run_id, term="total")  # read only that step, not the whole run
+        if last is not None:
             label = f"{names.get(run_id, run_id)} (step {last})"
-            values[label] = rewards.loc[rewards["step"] == last, "value"].to_numpy()
+            values[label] = store().sample_rewards(run_id, term="total", steps=[last])["value"].to_numpy()
             colors[label] = palette[run_id]
     st.markdown("**Reward distribution at the last step**")
     if not values:
@@ -62,9 +61,9 @@ def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
     st.markdown("**The same eval prompt, answered by each run**")
     latest = {}
     for run_id in run_ids:
-        gens = store().generations(run_id, split="eval")
-        if not gens.empty:
-            latest[run_id] = gens[gens["step"] == gens["step"].max()]
+        last = store().last_generation_step(run_id, split="eval")
+        if last is not None:
+            latest[run_id] = store().generations(run_id, step=last, split="eval")
     if not latest:
         st.caption("No eval generations yet (they are written every `eval_every` steps and at the end).")
         return
