@@ -113,14 +113,14 @@ class RunQueries:
 
     def last_sample_step(self, run_id: str, term: str = "total") -> int | None:
         """The latest step with per-sample rewards of this term (an index lookup), or None."""
-        rows = self._rows("SELECT MAX(step) FROM sample_rewards WHERE run_id = ? AND term = ?",
-                          (validate_run_id(run_id), term))
-        return None if not rows or rows[0][0] is None else int(rows[0][0])
+        return self._max_step("SELECT MAX(step) FROM sample_rewards WHERE run_id = ? AND term = ?", run_id, term)
 
     def last_generation_step(self, run_id: str, split: str) -> int | None:
         """The latest step with generations of this split ("train" or "eval"), or None."""
-        rows = self._rows("SELECT MAX(step) FROM generations WHERE run_id = ? AND split = ?",
-                          (validate_run_id(run_id), split))
+        return self._max_step("SELECT MAX(step) FROM generations WHERE run_id = ? AND split = ?", run_id, split)
+
+    def _max_step(self, sql: str, run_id: str, value: str) -> int | None:
+        rows = self._rows(sql, (validate_run_id(run_id), value))
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def generation_steps(self, run_id: str) -> list[int]:

@@ -53,7 +53,8 @@ def live_panel(run_id: str, smoothing: float = 0.0) -> None:
     @st.fragment(run_every=CHARTS_POLL_S if live else None)
     def charts() -> None:
         # Only the charted keys: perf/, gen/ and batch/ metrics are a third of a run's rows.
-        charted = [k for _, patterns in CHARTS for k in _matching(store().metric_keys(run_id), patterns)]
+        keys = store().metric_keys(run_id)
+        charted = [k for _, patterns in CHARTS for k in _matching(keys, patterns)]
         metrics = store().metrics([run_id], keys=charted)
         if metrics.empty:
             return
