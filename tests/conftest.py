@@ -30,6 +30,20 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def fresh_runner(runs_dir):
+    """For app tests: a cleared resource cache (so the app builds its runner on this test's
+    runs folder), and no run left going afterwards."""
+    import streamlit as st
+
+    from rmcore.runner import get_runner
+
+    st.cache_resource.clear()
+    yield
+    assert get_runner(runs_dir).shutdown(timeout=60)
+    st.cache_resource.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_path(tmp_path_factory) -> str:
     """A 1-layer random GPT-2 with a BPE tokenizer trained on synth-news, saved to disk."""

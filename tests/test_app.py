@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rmcore.config import TrainConfig
@@ -26,14 +25,7 @@ APP = str(ROOT / "app.py")
 PAGES = ["pages/home.py", "pages/train.py", "pages/compare.py", "pages/runs.py"]
 
 
-@pytest.fixture(autouse=True)
-def fresh_runner(runs_dir):
-    """A cleared resource cache per test, and no run left going afterwards."""
-    st.cache_resource.clear()
-    yield
-    runner = get_runner(runs_dir)
-    runner.shutdown(timeout=30)
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_runner")  # conftest.py
 
 
 def tiny(path: str, **changes) -> TrainConfig:

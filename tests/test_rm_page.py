@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rmcore.config import RewardModelConfig
 from rmcore.events import StepReport
-from rmcore.runner import get_runner
 from rmcore.store import TERMINAL_STATUSES, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +25,7 @@ APP = str(ROOT / "app.py")
 PAGE = "pages/reward_model.py"
 
 
-@pytest.fixture(autouse=True)
-def fresh_runner(runs_dir):
-    st.cache_resource.clear()
-    yield
-    get_runner(runs_dir).shutdown(timeout=60)
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_runner")  # conftest.py
 
 
 def page(**query) -> AppTest:

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rmcore.config import TrainConfig
@@ -24,13 +23,7 @@ APP = str(ROOT / "app.py")
 OTHER = "Other (hub id or local folder)…"
 
 
-@pytest.fixture(autouse=True)
-def fresh_runner(runs_dir):
-    """A cleared resource cache per test, and no run left going afterwards."""
-    st.cache_resource.clear()
-    yield
-    assert get_runner(runs_dir).shutdown(timeout=30)
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_runner")  # conftest.py
 
 
 def app(page: str, **query) -> AppTest:
