@@ -7,9 +7,9 @@ before the decorator, and when the run reaches a final status the fragment calls
 each tick (run picker, Stop, smoothing) live outside, in the page.
 
 Two fragments, two paces: the header (status, step, ETA) every POLL_S, the charts every
-CHARTS_POLL_S. Redrawing six Plotly charts costs the browser most of a CPU core per
-second on a 2-core machine, and the training thread shares that machine (and the server's
-GIL); curves that move every few seconds still read as live (bench/ui_overhead.py).
+CHARTS_POLL_S. Each chart refresh is a Plotly redraw in the browser, which on a 2-core
+machine shares the CPU with the training thread; curves that move every few seconds still
+read as live. Measured costs are in bench/README.md.
 """
 from __future__ import annotations
 
