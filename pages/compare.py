@@ -5,6 +5,7 @@ from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES
 from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
 from ui.nav import require_entrypoint
+from ui.plots import plotly_chart
 from ui.runtime import store
 from ui.state import seed_from_url, url_list, url_run_problem, write_url
 
@@ -65,15 +66,15 @@ def overlay() -> None:
             st.rerun()  # the first metrics arrived: draw the metric and axis controls
         return
     summary = [k for k in SUMMARY_KEYS if k in keys] or keys[:8]
-    metrics = store().metrics(selected, keys=sorted({metric, *summary}))  # not every key of every run
+    metrics = store().metrics(selected, keys=[metric])  # the table below is aggregated in SQL
     fig = viz.line_figure(metrics, metric, x=x_axis, smoothing=smoothing, log_y=log_y,
                           uirevision=f"{','.join(sorted(selected))}|{metric}|{x_axis}",
                           names=names, samples_per_step={r: samples_per_step(c) for r, c in configs.items()},
                           runs=selected)
     with st.container(key="cmp-chart"):
-        st.plotly_chart(fig, key="cmp-line", width="stretch", config={"displaylogo": False})
+        plotly_chart(fig, "cmp-line")
     st.markdown("**Final and best values**")
-    final_table(metrics, summary, names, selected)
+    final_table(summary, names, selected)
 
 
 overlay()

@@ -20,6 +20,7 @@ from rmcore.rm_trainer import MARGIN_LOSSES, loss_kwargs
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.live import run_header
 from ui.nav import require_entrypoint
+from ui.plots import plotly_chart
 from ui.runtime import runner, store
 from ui.state import seed_from_url, url_list, write_url
 
@@ -27,7 +28,6 @@ require_entrypoint()
 
 OTHER = "Other…"
 DEFAULTS = RewardModelConfig()  # the CLI's defaults too
-PLOTLY = {"displaylogo": False}
 SUMMARY = ["eval/accuracy", "eval/margin", "eval/ece", "eval/loss"]
 
 
@@ -204,7 +204,7 @@ def live_panel(run_id: str, live: bool) -> None:
         for col, title, keys in ((left, "Loss", ["loss/total", "eval/loss"]),
                                  (right, "Pairwise accuracy", ["rm/accuracy", "eval/accuracy"])):
             fig = viz.terms_figure(metrics, keys, smoothing=smoothing, uirevision=f"{run_id}:{title}", title=title)
-            col.plotly_chart(fig, key=f"rm-{title}", width="stretch", config=PLOTLY)
+            plotly_chart(fig, f"rm-{title}", col)
         summary = eval_summary(metrics)
         if summary.empty:
             return
@@ -214,14 +214,14 @@ def live_panel(run_id: str, live: bool) -> None:
         hist = viz.histogram_figure(scores, title=f"Held-out rewards at step {step}: chosen vs rejected",
                                     uirevision=f"{run_id}:hist")
         left, right = st.columns(2)
-        left.plotly_chart(hist, key="rm-hist", width="stretch", config=PLOTLY)
-        right.plotly_chart(corruption_bars(summary, names), key="rm-bars", width="stretch", config=PLOTLY)
+        plotly_chart(hist, "rm-hist", left)
+        plotly_chart(corruption_bars(summary, names), "rm-bars", right)
         left, right = st.columns(2)
-        left.plotly_chart(calibration_figure(summary, names), key="rm-calib", width="stretch", config=PLOTLY)
+        plotly_chart(calibration_figure(summary, names), "rm-calib", left)
         fig = viz.terms_figure(metrics, ["rm/chosen_mean", "rm/rejected_mean", "eval/chosen_mean",
                                          "eval/rejected_mean"], smoothing=smoothing,
                                uirevision=f"{run_id}:scores", title="Mean reward of each side")
-        right.plotly_chart(fig, key="rm-scores", width="stretch", config=PLOTLY)
+        plotly_chart(fig, "rm-scores", right)
 
     panel()
 
@@ -252,7 +252,7 @@ def compare() -> None:
         return
     metrics = store().metrics(selected)
     fig = viz.line_figure(metrics, metric, names=names, uirevision=f"{','.join(sorted(selected))}|{metric}")
-    st.plotly_chart(fig, key="rm-cmp-line", width="stretch", config=PLOTLY)
+    plotly_chart(fig, "rm-cmp-line")
     summary = eval_summary(metrics)
     if summary.empty:
         st.caption("No evaluation yet.")
@@ -265,8 +265,8 @@ def compare() -> None:
     st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.3f")
                                                         for c in table.columns if c not in ("loss", "step")})
     left, right = st.columns(2)
-    left.plotly_chart(corruption_bars(summary, names), key="rm-cmp-bars", width="stretch", config=PLOTLY)
-    right.plotly_chart(calibration_figure(summary, names), key="rm-cmp-calib", width="stretch", config=PLOTLY)
+    plotly_chart(corruption_bars(summary, names), "rm-cmp-bars", left)
+    plotly_chart(calibration_figure(summary, names), "rm-cmp-calib", right)
 
 
 compare()

@@ -49,7 +49,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL, started REAL, finished REAL, total_steps INTEGER, last_step INTEGER,
     message TEXT, error TEXT, traceback TEXT, device TEXT, pid INTEGER);
 CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, step INTEGER, key TEXT, value REAL, time REAL);
-CREATE INDEX IF NOT EXISTS metrics_run_key_step ON metrics (run_id, key, step);
+-- Covering: every metrics read (curves, keys, final and best values) is answered from the
+-- index alone, in (run, key, step) order. Reading values through the old (run_id, key, step)
+-- index cost a table lookup per row: 1.2 s for the 250k rows of Compare's 20-run table.
+CREATE INDEX IF NOT EXISTS metrics_run_key_step_value ON metrics (run_id, key, step, value, time);
+DROP INDEX IF EXISTS metrics_run_key_step;
 CREATE TABLE IF NOT EXISTS sample_rewards (run_id TEXT, step INTEGER, term TEXT, idx INTEGER, value REAL);
 CREATE INDEX IF NOT EXISTS sample_rewards_run_term_step ON sample_rewards (run_id, term, step);
 CREATE TABLE IF NOT EXISTS generations (run_id TEXT, step INTEGER, split TEXT, idx INTEGER,

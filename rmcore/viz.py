@@ -20,13 +20,38 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
-MAX_POINTS = 1500
+from rmcore.store_queries import lower_is_better
+
+MAX_POINTS = 1500     # per trace
+FIGURE_POINTS = 6000  # per figure: many overlaid runs share it, down to MIN_TRACE_POINTS each
+MIN_TRACE_POINTS = 300
 X_AXES = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
 PALETTE = qualitative.Plotly + qualitative.D3
-# Keys where smaller is better; every other key counts "best" as the largest value.
-_LOWER_IS_BETTER = ("loss/", "policy/kl", "policy/approx_kl", "perf/step_time", "batch/self_bleu")
+
+
+
+def _template() -> go.layout.Template:
+    """The app's chart look, set on the figure: plotly_white with the app theme's font and
+    colors (.streamlit/config.toml), horizontal grid lines only.
+
+    The app draws with ``theme=None`` (ui/plots.py): Streamlit's own Plotly theme is merged
+    into every figure in the browser on every draw, and with it a Train page switch cost
+    Chromium 0.12 to 0.16 s more CPU (six charts, bench/ui_overhead.py's machine).
+    """
+    template = go.layout.Template(pio.templates["plotly_white"])
+    template.layout.update(
+        font={"family": '"Source Sans", "Source Sans Pro", sans-serif', "color": "#1F2430", "size": 13},
+        title={"font": {"size": 15, "weight": 600}, "x": 0, "xanchor": "left", "xref": "container", "pad": {"l": 4}},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", colorway=PALETTE,
+        xaxis={"showgrid": False, "tickfont": {"color": "#808495"}, "title": {"font": {"color": "#808495"}}},
+        yaxis={"gridcolor": "#E6EAF1", "tickfont": {"color": "#808495"}, "title": {"font": {"color": "#808495"}}})
+    return template
+
+
+TEMPLATE = _template()
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +88,15 @@ def _first_per_bucket(bucket: np.ndarray, hit: np.ndarray) -> np.ndarray:
     positions = np.flatnonzero(hit)
     _, first = np.unique(bucket[positions], return_index=True)
     return positions[first]
+
+
+def trace_points(n_traces: int) -> int:
+    """Points per trace when ``n_traces`` lines share one figure: MAX_POINTS each up to
+    FIGURE_POINTS in all, then an equal share, never below MIN_TRACE_POINTS. Plotly's
+    drawing time grows with the points: 20 runs (40 lines) at 1,500 points each took
+    Chromium 0.29 s per draw, at 300 each 0.16 s; and twenty overlaid lines are read for
+    their trends, which min/max buckets at 300 points still show, spikes included."""
+    return max(MIN_TRACE_POINTS, min(MAX_POINTS, FIGURE_POINTS // max(n_traces, 1)))
 
 
 def ema_smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -117,22 +151,24 @@ def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float
     order (and so the colors, see run_colors), default sorted run ids."""
     fig = go.Figure()
     rows = df[df["key"] == metric]
-    order = runs if runs is not None else sorted(rows["run_id"].unique())
+    by_run = {run_id: run_df for run_id, run_df in rows.groupby("run_id", sort=False)}
+    order = runs if runs is not None else sorted(by_run)
     colors = run_colors(order)
+    points = trace_points(sum(run_id in by_run for run_id in order) * (2 if smoothing > 0 else 1))
     for run_id in order:
-        run_df = rows[rows["run_id"] == run_id].sort_values("step")
-        if run_df.empty:
+        if run_id not in by_run:
             continue
+        run_df = by_run[run_id].sort_values("step")
         color = colors[run_id]
         label = (names or {}).get(run_id, run_id)
         xs = x_values(run_df, x, (samples_per_step or {}).get(run_id, 1.0))
         ys = run_df["value"].to_numpy(dtype=float)
         if smoothing > 0:
-            rx, ry = downsample(xs, ys)
+            rx, ry = downsample(xs, ys, points)
             fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", line={"color": color, "width": 1},
                                        opacity=0.25, legendgroup=run_id, showlegend=False,
                                        name=f"{label} (raw)", hoverinfo="skip"))
-        sx, sy = downsample(xs, ema_smooth(ys, smoothing))
+        sx, sy = downsample(xs, ema_smooth(ys, smoothing), points)
         fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines+markers" if len(sx) < 3 else "lines",
                                    line={"color": color, "width": 2}, legendgroup=run_id,
                                    name=label, meta=run_id))
@@ -239,14 +275,16 @@ def _fmt(value: Any, missing: object) -> str:
 def final_and_best(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
     """Per run and metric: the value at the last step, the best value and its step.
 
-    "Best" is the minimum for losses, KL, step time and self-BLEU, the maximum otherwise.
+    "Best" is the minimum for losses, KL, step time and self-BLEU, the maximum otherwise
+    (rmcore.store_queries.lower_is_better); ties go to the earliest step. The store's
+    RunStore.final_and_best computes the same in SQL without loading the rows.
     df: long metrics -> [run_id, key, final, best, best_step, last_step].
     """
     rows = df if keys is None else df[df["key"].isin(keys)]
     out = []
     for (run_id, key), group in rows.dropna(subset=["value"]).groupby(["run_id", "key"], sort=False):
         group = group.sort_values("step")
-        best_at = group["value"].idxmin() if key.startswith(_LOWER_IS_BETTER) else group["value"].idxmax()
+        best_at = group["value"].idxmin() if lower_is_better(key) else group["value"].idxmax()
         out.append({"run_id": run_id, "key": key, "final": float(group["value"].iloc[-1]),
                     "best": float(group.at[best_at, "value"]), "best_step": int(group.at[best_at, "step"]),
                     "last_step": int(group["step"].iloc[-1])})

@@ -295,3 +295,28 @@ def test_key_and_latest_step_lookups_match_plain_queries(store: RunStore) -> Non
     assert store.last_sample_step(run_id) == 5 and store.last_sample_step(run_id, term="nope") is None
     assert store.last_generation_step(run_id, "eval") == 5 and store.last_generation_step(other, "eval") is None
     assert store.last_generation_step(other, "train") == 1
+
+
+def test_final_and_best_in_sql_matches_the_pandas_reference(store: RunStore) -> None:
+    """RunStore.final_and_best (SQL, Compare's table) against viz.final_and_best on the same
+    rows: ties (rounded values; the earliest step wins), NaN steps, a key missing from a run,
+    keys where lower is better, and a run with no metrics at all."""
+    import numpy as np
+
+    from rmcore import viz
+
+    rng = np.random.default_rng(0)
+    keys = ["loss/total", "policy/kl", "reward/total", "eval/reward"]
+    runs = [store.create_run(kind="policy", config={}) for _ in range(3)]
+    for r, run in enumerate(runs[:2]):
+        for step in range(1, 41):
+            values = {k: float(np.round(rng.normal(), 1)) for k in keys[: 4 - r]}  # run 1 lacks eval/reward
+            if step % 7 == 0:
+                values["reward/total"] = float("nan")
+            store.record_step(run, StepReport(step=step, total_steps=40, metrics=values))
+    expected = viz.final_and_best(store.metrics(runs), keys).sort_values(["run_id", "key"], ignore_index=True)
+    got = store.final_and_best(runs, keys)
+    assert len(got) == 7  # 4 keys + 3 keys; the empty run has no rows
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert (got[got["key"] == "loss/total"]["best"] <= got[got["key"] == "loss/total"]["final"]).all()
+    assert store.final_and_best(runs, []).empty and store.final_and_best([], keys).empty

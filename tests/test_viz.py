@@ -195,3 +195,22 @@ def test_line_figure_follows_the_given_run_order_and_colors() -> None:
     assert [t.line.color for t in fig.data] == [colors["c"], colors["a"]]
     hist = viz.histogram_figure({"x": np.array([1.0]), "y": np.array([2.0])}, colors={"y": "#123456"})
     assert hist.data[1].marker.color == "#123456"
+
+
+def test_many_runs_share_a_figure_point_budget() -> None:
+    assert viz.trace_points(1) == viz.trace_points(4) == viz.MAX_POINTS
+    assert viz.trace_points(8) == viz.FIGURE_POINTS // 8
+    assert viz.trace_points(40) == viz.MIN_TRACE_POINTS
+    steps = np.arange(1, 2001)
+    df = pd.DataFrame({"run_id": np.repeat([f"r{i}" for i in range(20)], len(steps)),
+                       "step": np.tile(steps, 20), "key": "reward/total",
+                       "value": np.tile(np.sin(steps / 50.0), 20), "time": 0.0})
+    df.loc[df["step"] == 1234, "value"] = 9.0  # a spike every run must keep
+    fig = viz.line_figure(df, "reward/total", smoothing=0.6)
+    assert len(fig.data) == 40
+    assert all(len(t.x) <= viz.MIN_TRACE_POINTS for t in fig.data)
+    raw = [t for t in fig.data if t.showlegend is False]  # the faint raw lines
+    assert len(raw) == 20
+    assert all(np.max(t.y) == 9.0 and 1234 in set(t.x) for t in raw)
+    two = viz.line_figure(df[df["run_id"].isin(["r0", "r1"])], "reward/total", smoothing=0.6)
+    assert all(len(t.x) == viz.MAX_POINTS for t in two.data)

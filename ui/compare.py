@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from rmcore import viz
+from ui.plots import plotly_chart
 from ui.runtime import store
 
 COLUMNS_PER_ROW = 3
@@ -21,9 +22,10 @@ def samples_per_step(config: dict[str, Any]) -> int:
     return int(config.get("batch_size", 1)) * int(per_prompt)
 
 
-def final_table(metrics: pd.DataFrame, keys: list[str], names: dict[str, str], run_ids: list[str]) -> None:
-    """One row per run (in selection order): the final and the best value of each summary metric."""
-    table = viz.final_and_best(metrics, keys)
+def final_table(keys: list[str], names: dict[str, str], run_ids: list[str]) -> None:
+    """One row per run (in selection order): the final and the best value of each summary metric.
+    Aggregated by the store in SQL: the rows of every step of every run are never loaded."""
+    table = store().final_and_best(run_ids, keys)
     if table.empty:
         st.caption("No values yet.")
         return
@@ -53,7 +55,7 @@ def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
         st.caption("None of these runs has per-sample rewards yet.")
         return
     fig = viz.histogram_figure(values, title="total reward per sample", uirevision=",".join(run_ids), colors=colors)
-    st.plotly_chart(fig, key="cmp-hist", width="stretch", config={"displaylogo": False})
+    plotly_chart(fig, "cmp-hist")
 
 
 def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:

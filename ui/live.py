@@ -22,6 +22,7 @@ import streamlit as st
 
 from rmcore import viz
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
+from ui.plots import plotly_chart
 from ui.runtime import duration_text, runner, store
 
 POLL_S = 1.0         # header
@@ -34,7 +35,6 @@ CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
 )
 HIDDEN_KEYS = ("reward/total_std",)
 RIGHT_AXIS = ("policy/entropy", "eval/response_length")  # other units and scales than their neighbours
-PLOTLY_CONFIG = {"displaylogo": False}
 HEADER_KEYS = ("perf/step_time", "perf/samples_per_s")  # one row per training step: pace and throughput
 
 
@@ -105,7 +105,7 @@ def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float) -> None:
         for col, (title, found) in zip(st.columns(2), charts[row:row + 2]):
             fig = viz.terms_figure(metrics, found, smoothing=smoothing, uirevision=f"{run_id}:{title}", title=title,
                                    right_axis=RIGHT_AXIS)
-            col.plotly_chart(fig, key=f"live-{title}", width="stretch", config=PLOTLY_CONFIG)
+            plotly_chart(fig, f"live-{title}", col)
 
 
 def distributions(run_id: str, metrics: pd.DataFrame) -> None:
@@ -121,9 +121,9 @@ def distributions(run_id: str, metrics: pd.DataFrame) -> None:
     left, right = st.columns(2)
     hist = viz.histogram_figure({f"step {last}": rewards.loc[rewards["step"] == last, "value"].to_numpy()},
                                 title=f"{term} reward per sample, step {last}", uirevision=f"{run_id}:hist")
-    left.plotly_chart(hist, key="live-hist", width="stretch", config=PLOTLY_CONFIG)
+    plotly_chart(hist, "live-hist", left)
     heat = viz.reward_heatmap(rewards, title=f"{term} reward per sample over training", uirevision=f"{run_id}:heat")
-    right.plotly_chart(heat, key="live-heat", width="stretch", config=PLOTLY_CONFIG)
+    plotly_chart(heat, "live-heat", right)
 
 
 def generations(run_id: str) -> None:

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rmcore import playground as pg
+from ui.plots import plotly_chart
 
 COLORS = {"bradley_terry": "#4C5FD5", "hinge": "#E4572E", "mse": "#17BEBB", "cross_entropy": "#76B041",
           "focal": "#FFC914", "triplet": "#9B5DE5",
@@ -27,7 +28,7 @@ def chart(data: list[dict], key: str, height: int, **layout: Any) -> None:
     add_trace: those re-validate the figure on every call and cost ~3× more per render."""
     layout = {"height": height, "margin": dict(l=10, r=10, t=60, b=10), "hovermode": "x unified",
               "legend": dict(orientation="h", yanchor="bottom", y=1.06, x=0), **layout}
-    st.plotly_chart(go.Figure(data=data, layout=layout), key=key, width="stretch")
+    plotly_chart(go.Figure(data=data, layout=layout), key)
 
 
 def rows_layout(x_title: str, top: str, bottom: str) -> dict:
