@@ -206,11 +206,26 @@ def test_many_runs_share_a_figure_point_budget() -> None:
                        "step": np.tile(steps, 20), "key": "reward/total",
                        "value": np.tile(np.sin(steps / 50.0), 20), "time": 0.0})
     df.loc[df["step"] == 1234, "value"] = 9.0  # a spike every run must keep
-    fig = viz.line_figure(df, "reward/total", smoothing=0.6)
-    assert len(fig.data) == 40
-    assert all(len(t.x) <= viz.MIN_TRACE_POINTS for t in fig.data)
-    raw = [t for t in fig.data if t.showlegend is False]  # the faint raw lines
-    assert len(raw) == 20
-    assert all(np.max(t.y) == 9.0 and 1234 in set(t.x) for t in raw)
+    smooth = viz.line_figure(df, "reward/total", smoothing=0.6)
+    assert len(smooth.data) == 20  # more than MAX_RAW_RUNS runs: no faint raw lines
+    raw = viz.line_figure(df, "reward/total", smoothing=0.0)
+    assert len(raw.data) == 20
+    assert all(len(t.x) == viz.FIGURE_POINTS // 20 for t in raw.data)
+    assert all(np.max(t.y) == 9.0 and 1234 in set(t.x) for t in raw.data)  # the spike survives
+    six = viz.line_figure(df[df["run_id"].isin([f"r{i}" for i in range(6)])], "reward/total", smoothing=0.6)
+    assert len(six.data) == 12 and all(len(t.x) == viz.FIGURE_POINTS // 12 for t in six.data)
     two = viz.line_figure(df[df["run_id"].isin(["r0", "r1"])], "reward/total", smoothing=0.6)
-    assert all(len(t.x) == viz.MAX_POINTS for t in two.data)
+    assert len(two.data) == 4 and all(len(t.x) == viz.MAX_POINTS for t in two.data)
+
+
+def test_histograms_share_bins_over_the_pooled_range() -> None:
+    a, b = np.array([0.0, 0.25, 1.0]), np.array([2.0, np.nan])
+    bins = viz.shared_bins([a, b], nbins=4)
+    assert bins["start"] == 0.0 and bins["size"] == 0.5 and 2.0 < bins["end"] < 2.001  # every value is inside
+    # numpy's histogram over the same edges counts every finite value once
+    edges = np.arange(5) * bins["size"] + bins["start"]
+    edges[-1] = bins["end"]
+    assert np.histogram(np.concatenate([a, b[:1]]), edges)[0].sum() == 4
+    assert viz.shared_bins([np.array([3.0, 3.0])], 10) == {"start": 2.5, "end": 3.5 + 0.1 * 1e-6, "size": 0.1}
+    fig = viz.histogram_figure({"a": a, "b": b}, nbins=4)
+    assert all(t.xbins.size == 0.5 and t.xbins.start == 0.0 for t in fig.data)

@@ -11,6 +11,10 @@ from ui.plots import plotly_chart
 from ui.runtime import store
 
 COLUMNS_PER_ROW = 3
+# Beyond this many runs the answers are one table, a row per run: twenty cards of five
+# elements each cost Chromium more than the rest of the page (bench/ui_overhead.py), and a
+# table of twenty answers is easier to scan and sort than a wall of cards.
+MAX_CARDS = 6
 
 
 def samples_per_step(config: dict[str, Any]) -> int:
@@ -82,6 +86,9 @@ def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
                 reference = match["reference"].iloc[0]
                 break
         st.markdown(f"**Reference:** {reference}")
+    if len(run_ids) > MAX_CARDS:
+        answers_table(run_ids, names, latest, prompt)
+        return
     for start in range(0, len(run_ids), COLUMNS_PER_ROW):
         for column, run_id in zip(st.columns(COLUMNS_PER_ROW), run_ids[start:start + COLUMNS_PER_ROW]):
             with column.container(border=True):
@@ -95,6 +102,24 @@ def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
                 st.caption(f"step {int(row['step'])} · reward {row['reward']:.3f}")
                 st.write(row["completion"] or "*(empty)*")
                 st.caption(" · ".join(f"{term} {value:.3f}" for term, value in row["terms"].items()))
+
+
+def answers_table(run_ids: list[str], names: dict[str, str], latest: dict[str, pd.DataFrame], prompt: str) -> None:
+    """The eval answers to ``prompt``, one row per run (in selection order): step, reward,
+    the answer and each reward term."""
+    rows = []
+    for run_id in run_ids:
+        answer = latest.get(run_id)
+        answer = None if answer is None else answer[answer["prompt"] == prompt]
+        if answer is None or answer.empty:
+            rows.append({"run": names.get(run_id, run_id), "answer": "(no eval answer for this prompt yet)"})
+            continue
+        row = answer.iloc[0]
+        rows.append({"run": names.get(run_id, run_id), "step": int(row["step"]), "reward": row["reward"],
+                     "answer": row["completion"] or "(empty)", **{f"r/{t}": v for t, v in row["terms"].items()}})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="cmp-answers", column_config={
+        "answer": st.column_config.TextColumn(width="large"), "reward": st.column_config.NumberColumn(format="%.3f"),
+        **{c: st.column_config.NumberColumn(format="%.3f") for r in rows for c in r if c.startswith("r/")}})
 
 
 def _snippet(text: str, width: int = 90) -> str:
