@@ -172,6 +172,25 @@ def test_compare_draws_one_trace_per_selected_run(runs_dir) -> None:
     assert len([t for t in plotly_specs(at)[0]["data"] if t.get("showlegend", True)]) == 3
 
 
+def test_compare_many_runs_reads_as_tables(runs_dir) -> None:
+    """Beyond 6 runs: the eval answers are one table (a row per run), the curves have no
+    faint raw lines, and the final/best table (aggregated in SQL) has a row per run."""
+    store = RunStore(runs_dir)
+    losses = ["ppo", "grpo", "rloo", "reinforce", "dpo", "mle", "actor_critic"]
+    ids = [fake_run(store, loss, steps=3 + i) for i, loss in enumerate(losses)]
+    at = app("pages/compare.py", runs=",".join(ids), metric="loss/total")
+    assert not at.exception
+    assert len(plotly_specs(at)[0]["data"]) == 7  # one smoothed line per run
+    final, _, answers = at.dataframe  # final/best, configs, eval answers
+    assert list(final.value.index) == losses and list(final.value["last step"]) == [3, 4, 5, 6, 7, 8, 9]
+    np.testing.assert_allclose(final.value["loss/total · final"], [1 / s for s in range(3, 10)])
+    np.testing.assert_allclose(final.value["loss/total · best"], [1 / s for s in range(3, 10)])
+    np.testing.assert_allclose(final.value["reward/total · best"], [0.1 * s for s in range(3, 10)])
+    assert list(answers.value["run"]) == losses
+    assert list(answers.value["answer"]) == [f"{loss} says {s}" for loss, s in zip(losses, range(3, 10))]
+    assert not any("says" in m.value for m in at.markdown)  # no cards
+
+
 def test_compare_x_axis_and_log_scale(runs_dir) -> None:
     store = RunStore(runs_dir)
     ids = [fake_run(store, "ppo"), fake_run(store, "grpo")]
