@@ -11,12 +11,12 @@ import streamlit as st
 
 from rmcore import viz
 from rmcore.backbones import BACKBONES
-from rmcore.config import DEVICES, RewardModelConfig, field_help
+from rmcore.config import DEVICES, RM_FAMILIES, RewardModelConfig, field_help
 from rmcore.data import TASKS
 from rmcore.errors import RmcoreError
 from rmcore.losses import REWARD_MODEL_LOSSES
 from rmcore.rm_eval import calibration_from_metrics, eval_summary
-from rmcore.rm_trainer import MARGIN_LOSSES, loss_kwargs
+from rmcore.rm_trainer import MARGIN_LOSSES, loss_kwargs, reward_model_kind
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.live import run_header
 from ui.nav import require_entrypoint
@@ -29,6 +29,8 @@ require_entrypoint()
 OTHER = "Other…"
 DEFAULTS = RewardModelConfig()  # the CLI's defaults too
 SUMMARY = ["eval/accuracy", "eval/margin", "eval/ece", "eval/loss"]
+FAMILY_LABELS = {"auto": "auto (embedding for triplet, else scalar)", "scalar": "scalar head",
+                 "embedding": "embedding: −distance"}
 
 
 def loss_label(name: str) -> str:
@@ -63,6 +65,8 @@ def config_form() -> tuple[dict, dict[str, float]]:
     loss_col.markdown("**Loss**")
     values["loss"] = loss_col.selectbox("Loss", list(REWARD_MODEL_LOSSES), key="rm.loss", format_func=loss_label,
                                         persist_state="session", help=field_help(RewardModelConfig, "loss"))
+    values["family"] = loss_col.selectbox("Family", list(RM_FAMILIES), key="rm.family", format_func=FAMILY_LABELS.get,
+                                          persist_state="session", help=field_help(RewardModelConfig, "family"))
     left, right = loss_col.columns(2)
     margins = {"pairwise": left.number_input("Margin m (Bradley-Terry, focal)", step=0.1, key="rm.margin_bt",
                                              persist_state="session", **initial("rm.margin_bt", 0.0)),
@@ -98,6 +102,7 @@ def config_for(values: dict, margins: dict[str, float], loss: str) -> RewardMode
     margin = margins["ranking"] if loss in MARGIN_LOSSES else margins["pairwise"]
     cfg = RewardModelConfig.from_dict({**values, "loss": loss, "margin": float(margin)}).validate()
     loss_kwargs(cfg)  # the margin check, before a run is written
+    reward_model_kind(cfg)  # a loss the chosen family cannot take
     return cfg
 
 
@@ -258,12 +263,13 @@ def compare() -> None:
         st.caption("No evaluation yet.")
         return
     table = summary[["step", *[c for c in SUMMARY if c in summary]]].copy()
+    table.insert(0, "family", [configs[r].get("family", "auto") for r in table.index])
     table.insert(0, "loss", [configs[r].get("loss") for r in table.index])
     for column in sorted(c for c in summary.columns if c.startswith("eval/accuracy/")):
         table[column.split("/", 2)[2]] = summary[column]
     table.index = [f"{names[r]} ({r[-4:]})" for r in table.index]
     st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                                        for c in table.columns if c not in ("loss", "step")})
+                                                        for c in table.columns if c not in ("loss", "family", "step")})
     left, right = st.columns(2)
     plotly_chart(corruption_bars(summary, names), "rm-cmp-bars", left)
     plotly_chart(calibration_figure(summary, names), "rm-cmp-calib", right)

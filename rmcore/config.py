@@ -19,6 +19,7 @@ KL_PLACEMENTS = ("reward", "loss")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BASELINES = ("ema", "greedy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_eval: SCALAR, EMBEDDING
 
 
 def _f(default: Any, help: str) -> Any:
@@ -154,11 +155,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RewardModelConfig:
-    """A reward-model run: a backbone with a scalar head trained on preference pairs."""
+    """A reward-model run: a backbone with a scalar head (or an embedding reward) trained on
+    preference pairs."""
 
     backbone: str = _f("tiny-gpt2", "Built-in 'tiny-gpt2', a hub model id or a local folder (encoders too).")
     task: str = _f("synth-news", "Preference pairs: built-in 'synth-news', a hub dataset, or a local file.")
     loss: str = _f("bradley_terry", "Reward-model loss: one of rmcore.losses.REWARD_MODEL_LOSSES.")
+    family: str = _f("auto", "Reward-model family: 'scalar' (a scalar head on the last token of prompt + "
+                     "response), 'embedding' (minus the distance between the pooled prompt and response "
+                     "embeddings), or 'auto' (embedding for triplet, scalar for the other losses).")
     dataset_split: str = _f("train", "Split of a hub dataset to train on.")
     prompt_column: str = _f("", "Column holding the prompt (empty = guess).")
     chosen_column: str = _f("", "Column holding the preferred response (empty = guess).")
@@ -198,6 +203,7 @@ class RewardModelConfig:
         if self.focal_gamma < 0 or self.center_coef < 0 or self.eval_every < 0:
             raise ConfigError("focal_gamma, center_coef and eval_every must not be negative.")
         _choice(self, "device", DEVICES)
+        _choice(self, "family", RM_FAMILIES)
         return self
 
 

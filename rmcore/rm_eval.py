@@ -6,7 +6,8 @@ policy's δ term (so the numbers a user reads are the numbers the policy gets):
     scalar     r(x, y) = head(h_last(x ⊕ y))          the text is the joined string prompt +
                completion, as rmcore.rewards.RewardModelScorer scores it (InstructGPT §3.5)
     embedding  r(x, y) = −‖pool(h(x)) − pool(h(y))‖₂  mean-pooled last hidden states of the
-               prompt and of the response, each encoded alone (the triplet loss's family)
+               prompt and of the response, each encoded alone (the triplet loss's family;
+               Bradley-Terry, hinge and focal train it too, on r)
 
 Tokenisation: the tokenizer saved with a reward model truncates on the left at its
 ``model_max_length``, so an over-long text loses the start of its prompt, never the end of
@@ -116,15 +117,17 @@ class EmbeddingScorer:
         return scores
 
 
-def loss_inputs(kind: str, chosen: Tensor, rejected: Tensor) -> tuple[Tensor, Tensor]:
-    """What the loss takes: rewards for the scalar losses, distances d = −r for triplet."""
-    return (-chosen, -rejected) if kind == EMBEDDING else (chosen, rejected)
+def loss_inputs(loss: str, chosen: Tensor, rejected: Tensor) -> tuple[Tensor, Tensor]:
+    """What the named loss takes: distances d = −r for triplet, the rewards for the others
+    (Bradley-Terry on an embedding model sees r = −d: P(c ≻ r) = σ(d_r − d_c))."""
+    return (-chosen, -rejected) if loss == "triplet" else (chosen, rejected)
 
 
 @torch.no_grad()
-def evaluate(kind: str, model: Any, tokenizer: Any, pairs: list, device: torch.device, loss_fn: Callable,
-             kwargs: dict[str, float]) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Held-out metrics (pairwise_metrics + eval/loss) and every pair's two rewards."""
+def evaluate(kind: str, model: Any, tokenizer: Any, pairs: list, device: torch.device,
+             objective: Callable[[Tensor, Tensor], tuple[Tensor, dict]]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Held-out metrics (pairwise_metrics + eval/loss) and every pair's two rewards;
+    ``objective(chosen, rejected)`` is the training loss on rewards."""
     model.eval()
     chosen, rejected = [], []
     for start in range(0, len(pairs), EVAL_BATCH):
@@ -136,7 +139,7 @@ def evaluate(kind: str, model: Any, tokenizer: Any, pairs: list, device: torch.d
         rejected.append(r)
     chosen_t, rejected_t = torch.cat(chosen), torch.cat(rejected)  # (N,)
     metrics = pairwise_metrics(chosen_t, rejected_t, [p.corruption for p in pairs])
-    metrics["eval/loss"] = loss_fn(*loss_inputs(kind, chosen_t, rejected_t), **kwargs)[0].item()
+    metrics["eval/loss"] = objective(chosen_t, rejected_t)[0].item()
     return metrics, {"chosen": chosen_t.tolist(), "rejected": rejected_t.tolist()}
 
 

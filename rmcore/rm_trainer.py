@@ -44,12 +44,24 @@ from rmcore.rm_eval import (
 )
 
 INFO_FILE = "rm_info.json"
-EMBEDDING_LOSSES = ("triplet",)
+EMBEDDING_LOSSES = ("triplet",)  # defined on distances: embedding family only
+SCALAR_LOSSES = ("mse", "cross_entropy")  # each response against a target: needs an unbounded score
 MARGIN_LOSSES = ("hinge", "triplet")  # with m = 0, constant rewards already reach zero loss
 
 
-def reward_model_kind(loss: str) -> str:
-    return EMBEDDING if loss in EMBEDDING_LOSSES else SCALAR
+def reward_model_kind(cfg: RewardModelConfig) -> str:
+    """The family a run trains (rm_eval.SCALAR or EMBEDDING): ``cfg.family``, where "auto" is
+    embedding for triplet and scalar for the rest. The pairwise losses (Bradley-Terry, hinge,
+    focal) take either family's rewards; the others fit one family only."""
+    if cfg.family == "auto":
+        return EMBEDDING if cfg.loss in EMBEDDING_LOSSES else SCALAR
+    if cfg.family == SCALAR and cfg.loss in EMBEDDING_LOSSES:
+        raise ConfigError(f"The {cfg.loss} loss compares embedding distances: use the embedding family "
+                          "(--family embedding or auto).")
+    if cfg.family == EMBEDDING and cfg.loss in SCALAR_LOSSES:
+        raise ConfigError(f"The {cfg.loss} loss fits each response's score to a target, and an embedding "
+                          "reward (−distance) is never above 0: use the scalar family for it.")
+    return cfg.family
 
 
 def loss_kwargs(cfg: RewardModelConfig) -> dict[str, float]:
@@ -73,7 +85,10 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
                        run_dir: str | Path | None = None) -> dict[str, float]:
     """Train a reward model on preference pairs; returns the last step's metrics (eval included)."""
     cfg = config.validate()
-    loss_fn, kwargs, kind = get_reward_model_loss(cfg.loss), loss_kwargs(cfg), reward_model_kind(cfg.loss)
+    loss_fn, kwargs, kind = get_reward_model_loss(cfg.loss), loss_kwargs(cfg), reward_model_kind(cfg)
+
+    def objective(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return loss_fn(*loss_inputs(cfg.loss, chosen, rejected), **kwargs)
     on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
 
     # --- set-up
@@ -88,7 +103,7 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
     batches = pair_batches(len(pool), cfg.batch_size, random.Random(cfg.seed))
 
     def evaluate_now() -> tuple[dict[str, float], dict[str, list[float]]]:
-        return evaluate(kind, model, tokenizer, held_out, device, loss_fn, kwargs)
+        return evaluate(kind, model, tokenizer, held_out, device, objective)
 
     # --- step 0: the starting point of every eval curve
     metrics, scores = evaluate_now()
@@ -103,7 +118,7 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
         with autocast(device):
             chosen, rejected = pair_rewards(kind, model, tokenizer, [p.prompt for p in batch],
                                             [p.chosen for p in batch], [p.rejected for p in batch], device)  # (B,)
-        loss, stats = loss_fn(*loss_inputs(kind, chosen, rejected), **kwargs)
+        loss, stats = objective(chosen, rejected)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))

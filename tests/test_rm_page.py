@@ -143,6 +143,16 @@ def test_zero_margin_for_hinge_is_refused_before_a_run_starts(runs_dir) -> None:
     assert RunStore(runs_dir).list_runs().empty
 
 
+def test_a_loss_the_family_cannot_take_is_refused_before_a_run_starts(runs_dir) -> None:
+    at = page()
+    at.selectbox(key="rm.family").set_value("embedding")
+    at.selectbox(key="rm.loss").set_value("mse")
+    at.button(key="rm_launch").click().run()
+    assert not at.exception
+    assert any("use the scalar family" in e.value for e in at.error)
+    assert RunStore(runs_dir).list_runs().empty
+
+
 def test_use_as_reward_opens_train_with_the_run_id(runs_dir, tmp_path) -> None:
     store = RunStore(runs_dir)
     (tmp_path / "ckpt").mkdir()
