@@ -191,6 +191,21 @@ def test_compare_many_runs_reads_as_tables(runs_dir) -> None:
     assert not any("says" in m.value for m in at.markdown)  # no cards
 
 
+def test_compare_reads_new_steps_past_its_cache(runs_dir) -> None:
+    """Compare caches its reads per (run, last step): a step recorded since is read."""
+    store = RunStore(runs_dir)
+    run_id = fake_run(store, "grpo", steps=3)
+    at = app("pages/compare.py", runs=run_id, metric="reward/total")
+    assert at.dataframe[0].value["last step"].tolist() == [3]
+    store.record_step(run_id, StepReport(4, 4, {"reward/total": 2.0, "loss/total": 0.1},
+                                         sample_rewards={"total": [7.0, 8.0]}), time=1004.0)
+    at.run()
+    assert not at.exception
+    assert at.dataframe[0].value["last step"].tolist() == [4]
+    assert at.dataframe[0].value["reward/total · best"].tolist() == [2.0]
+    assert "(step 4)" in plotly_specs(at)[1]["data"][0]["name"]  # the reward histogram's last step
+
+
 def test_compare_x_axis_and_log_scale(runs_dir) -> None:
     store = RunStore(runs_dir)
     ids = [fake_run(store, "ppo"), fake_run(store, "grpo")]

@@ -320,3 +320,26 @@ def test_final_and_best_in_sql_matches_the_pandas_reference(store: RunStore) -> 
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     assert (got[got["key"] == "loss/total"]["best"] <= got[got["key"] == "loss/total"]["final"]).all()
     assert store.final_and_best(runs, []).empty and store.final_and_best([], keys).empty
+
+
+def test_an_existing_store_gets_the_covering_metrics_index(tmp_path: Path) -> None:
+    """A store written before the covering index: opening it builds the new index, drops the
+    old one, keeps every row, and metric reads are then answered from the index alone."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    conn = sqlite3.connect(runs / "rmcore.db")
+    conn.executescript("CREATE TABLE metrics (run_id TEXT, step INTEGER, key TEXT, value REAL, time REAL);"
+                       "CREATE INDEX metrics_run_key_step ON metrics (run_id, key, step);"
+                       "INSERT INTO metrics VALUES ('r1', 1, 'loss/total', 0.5, 0.0);")
+    conn.commit()
+    conn.close()
+    store = RunStore(runs)
+    conn = sqlite3.connect(runs / "rmcore.db")
+    indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "metrics_run_key_step_value" in indexes and "metrics_run_key_step" not in indexes
+    plan = " ".join(str(row) for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT step, value, time FROM metrics WHERE run_id = 'r1' AND key = 'loss/total'"))
+    assert "COVERING INDEX metrics_run_key_step_value" in plan
+    conn.close()
+    assert store.metrics(["r1"])["value"].tolist() == [0.5]
+    store.close()
