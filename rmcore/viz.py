@@ -228,6 +228,20 @@ def histogram_figure(values_by_run: Mapping[str, np.ndarray], nbins: int = 30, t
     return fig
 
 
+def distribution_table(values_by_run: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per run (same keys, same order): samples, mean, std (population), min,
+    median and max of its finite values; NaN statistics for a run with none."""
+    rows = []
+    for label, values in values_by_run.items():
+        finite = np.asarray(values, dtype=float)
+        finite = finite[np.isfinite(finite)]
+        stats = ((finite.mean(), finite.std(), finite.min(), np.median(finite), finite.max())
+                 if len(finite) else (np.nan,) * 5)
+        rows.append({"run": str(label), "samples": len(finite),
+                     **dict(zip(("mean", "std", "min", "median", "max"), map(float, stats)))})
+    return pd.DataFrame(rows, columns=["run", "samples", "mean", "std", "min", "median", "max"]).set_index("run")
+
+
 def shared_bins(arrays: list[np.ndarray], nbins: int) -> dict[str, float]:
     """Plotly ``xbins`` (start, end, size) of ``nbins`` equal bins over the finite values of
     all arrays; a single value (or none) gets unit-wide bins around it."""

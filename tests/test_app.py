@@ -173,15 +173,19 @@ def test_compare_draws_one_trace_per_selected_run(runs_dir) -> None:
 
 
 def test_compare_many_runs_reads_as_tables(runs_dir) -> None:
-    """Beyond 6 runs: the eval answers are one table (a row per run), the curves have no
-    faint raw lines, and the final/best table (aggregated in SQL) has a row per run."""
+    """Beyond 6 runs: the eval answers and the reward distributions are tables (a row per
+    run), the curves have no faint raw lines, and the final/best table (aggregated in SQL)
+    has a row per run."""
     store = RunStore(runs_dir)
     losses = ["ppo", "grpo", "rloo", "reinforce", "dpo", "mle", "actor_critic"]
     ids = [fake_run(store, loss, steps=3 + i) for i, loss in enumerate(losses)]
     at = app("pages/compare.py", runs=",".join(ids), metric="loss/total")
     assert not at.exception
     assert len(plotly_specs(at)[0]["data"]) == 7  # one smoothed line per run
-    final, _, answers = at.dataframe  # final/best, configs, eval answers
+    assert len(plotly_specs(at)) == 1  # the reward distributions are a table too
+    final, _, rewards, answers = at.dataframe  # final/best, configs, reward distributions, eval answers
+    assert list(rewards.value.index) == [f"{loss} (step {s})" for loss, s in zip(losses, range(3, 10))]
+    np.testing.assert_allclose(rewards.value["mean"], [0.15 * s for s in range(3, 10)])  # of 0.1·s and 0.2·s
     assert list(final.value.index) == losses and list(final.value["last step"]) == [3, 4, 5, 6, 7, 8, 9]
     np.testing.assert_allclose(final.value["loss/total · final"], [1 / s for s in range(3, 10)])
     np.testing.assert_allclose(final.value["loss/total · best"], [1 / s for s in range(3, 10)])

@@ -229,3 +229,12 @@ def test_histograms_share_bins_over_the_pooled_range() -> None:
     assert viz.shared_bins([np.array([3.0, 3.0])], 10) == {"start": 2.5, "end": 3.5 + 0.1 * 1e-6, "size": 0.1}
     fig = viz.histogram_figure({"a": a, "b": b}, nbins=4)
     assert all(t.xbins.size == 0.5 and t.xbins.start == 0.0 for t in fig.data)
+
+
+def test_distribution_table_hand_values() -> None:
+    table = viz.distribution_table({"a (step 3)": np.array([1.0, 2.0, 3.0, np.nan]), "b": np.array([])})
+    assert list(table.index) == ["a (step 3)", "b"]
+    row = table.loc["a (step 3)"]
+    assert row["samples"] == 3 and row["mean"] == 2.0 and row["median"] == 2.0
+    assert row["min"] == 1.0 and row["max"] == 3.0 and row["std"] == pytest.approx(np.sqrt(2 / 3))
+    assert table.loc["b", "samples"] == 0 and np.isnan(table.loc["b", "mean"])

@@ -11,9 +11,10 @@ from ui.plots import plotly_chart
 from ui.runtime import store
 
 COLUMNS_PER_ROW = 3
-# Beyond this many runs the answers are one table, a row per run: twenty cards of five
-# elements each cost Chromium more than the rest of the page (bench/ui_overhead.py), and a
-# table of twenty answers is easier to scan and sort than a wall of cards.
+# Beyond this many runs the eval answers and the reward distributions are tables, a row per
+# run: twenty cards of five elements, or twenty overlaid histograms, cost Chromium more than
+# the rest of the page (bench/ui_overhead.py), and a table of twenty rows is easier to scan
+# and sort than a wall of cards or a smear of bars.
 MAX_CARDS = 6
 
 
@@ -46,7 +47,8 @@ def final_table(keys: list[str], names: dict[str, str], run_ids: list[str]) -> N
 
 
 def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
-    """Per-sample total reward of each run at its last logged step, overlaid."""
+    """Per-sample total reward of each run at its last logged step: overlaid histograms, or
+    beyond MAX_CARDS runs a table of each run's summary statistics."""
     values, colors, palette = {}, {}, viz.run_colors(run_ids)
     for run_id in run_ids:
         last = store().last_sample_step(run_id, term="total")  # read only that step, not the whole run
@@ -57,6 +59,11 @@ def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
     st.markdown("**Reward distribution at the last step**")
     if not values:
         st.caption("None of these runs has per-sample rewards yet.")
+        return
+    if len(values) > MAX_CARDS:  # twenty overlaid histograms read as one smear: a sortable table
+        st.dataframe(viz.distribution_table(values), width="stretch", key="cmp-reward-table",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("mean", "std", "min", "median", "max")})
         return
     fig = viz.histogram_figure(values, title="total reward per sample", uirevision=",".join(run_ids), colors=colors)
     plotly_chart(fig, "cmp-hist")
