@@ -25,6 +25,14 @@ st.title("Train")
 runs = store().list_runs()
 runs = runs[runs["kind"] == "policy"]
 
+# "Use as reward" on the Reward model page links here with ?reward_model=RUN_ID: once per
+# link, the form opens with δ on and that model picked.
+if (linked_rm := st.query_params.get("reward_model")) and st.session_state.get("train_linked_rm") != linked_rm:
+    forms.use_reward_model(linked_rm)
+    st.session_state["train_linked_rm"] = linked_rm
+    st.session_state[FORM_KEY] = True
+    st.session_state.pop("train_collapse_form", None)
+
 # --- the form and the launch buttons; folded away after a launch so the live panel shows
 if st.session_state.pop("train_collapse_form", False):
     st.session_state[FORM_KEY] = False

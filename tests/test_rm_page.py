@@ -165,3 +165,14 @@ def test_use_as_reward_opens_train_with_the_run_id(runs_dir, tmp_path) -> None:
     assert not at.exception
     assert at.query_params["reward_model"] == run_id
     assert at.title[0].value == "Train"
+    # The form opens with δ on and this model picked from the list of trained reward models.
+    assert at.text_input(key="cfg.delta").value == "1"
+    assert at.selectbox(key="cfg.reward_model_choice").value == run_id
+    assert "bradley_terry" in at.selectbox(key="cfg.reward_model_choice").format_func(run_id)
+    # The link seeds the form once: edits made after it stay (a fresh session on the link).
+    train = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    train.query_params["reward_model"] = run_id
+    train.switch_page("pages/train.py").run()
+    train.text_input(key="cfg.delta").set_value("0.5").run()
+    assert train.text_input(key="cfg.delta").value == "0.5"
+    assert train.selectbox(key="cfg.reward_model_choice").value == run_id

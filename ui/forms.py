@@ -119,6 +119,7 @@ def fill_form(config: dict[str, Any]) -> None:
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 value = type(default)(value)
             st.session_state[key(name)] = value
+    st.session_state.pop(key("reward_model_choice"), None)  # re-seeded from the loaded reward_model
     backbone = config.get("backbone", DEFAULTS["backbone"])
     st.session_state[key("backbone_choice")] = backbone if backbone in BACKBONES else OTHER
     st.session_state[key("backbone_custom")] = "" if backbone in BACKBONES else backbone
@@ -174,6 +175,45 @@ MAIN_FIELDS = ("backbone", "task", "dataset_split", "prompt_column", "reference_
                "temperature", "seed", "name")
 
 
+OTHER_RM = "Other: a run id or checkpoint folder…"
+
+
+def reward_model_input() -> str:
+    """δ's reward model: a trained reward-model run of this store (name, loss, family and
+    held-out accuracy in the list), or any run id or folder typed in."""
+    from rmcore.rm_trainer import trained_reward_models
+    from ui.runtime import store
+
+    models = {m["id"]: m for m in trained_reward_models(store())}
+    options = [*models, OTHER_RM]
+    choice_key = key("reward_model_choice")
+    if st.session_state.get(choice_key) not in options:  # first draw, or after Reuse / a link
+        typed = str(st.session_state.get(key("reward_model"), "")).strip()
+        st.session_state[choice_key] = typed if typed in models else (OTHER_RM if typed or not models else options[0])
+
+    def label(run_id: str) -> str:
+        if run_id == OTHER_RM:
+            return run_id
+        m = models[run_id]
+        accuracy = "" if m["eval_accuracy"] is None else f" · held-out {m['eval_accuracy']:.0%}"
+        return f"{m['name'] or run_id} · {m['loss']}{accuracy} · {run_id}"
+
+    choice = st.selectbox("Reward model", options, key=choice_key, format_func=label,
+                          help="A trained reward-model run (Reward model page), or type a run id or folder.")
+    if choice != OTHER_RM:
+        st.session_state[key("reward_model")] = choice  # what Reuse and a later "Other" start from
+        return choice
+    return field_input("reward_model", label="Run id or checkpoint folder")
+
+
+def use_reward_model(run_id: str) -> None:
+    """Set the form to weigh reward model ``run_id`` (δ = 1 unless δ is already on)."""
+    if _is_zero(str(st.session_state.get(key("delta"), number_text(DEFAULTS["delta"])))):
+        st.session_state[key("delta")] = "1"
+    st.session_state[key("reward_model")] = run_id
+    st.session_state.pop(key("reward_model_choice"), None)  # re-seeded from reward_model
+
+
 def loss_input(name: str = "loss", label: str = "Loss") -> str:
     from rmcore.algorithms import POLICY_LOSSES
 
@@ -201,7 +241,7 @@ def train_form() -> dict[str, Any]:
             with (left if i % 2 == 0 else right):
                 values[name] = weight_input(name)
         if not _is_zero(values["delta"]):  # δ on: the reward model it weighs
-            values["reward_model"] = field_input("reward_model", label="Reward model (run id or folder)")
+            values["reward_model"] = reward_model_input()
         left, right = st.columns(2)
         with left:
             values["kl_coef"] = field_input("kl_coef")
