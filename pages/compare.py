@@ -1,7 +1,7 @@
 """Compare: overlay runs, diff their configs, and read the same eval prompt answered by each."""
 import streamlit as st
 
-from rmcore import viz
+from rmcore import tables, viz
 from rmcore.store import ACTIVE_STATUSES
 from ui.compare import eval_side_by_side, final_table, reward_distributions, samples_per_step
 from ui.nav import require_entrypoint
@@ -81,7 +81,7 @@ overlay()
 
 st.markdown("**Configs**")
 only_diff = st.toggle("Only fields that differ", value=len(selected) > 1, key="cmp_only_diff")
-diff = viz.config_diff({names[r] + f" ({r[-4:]})": configs[r] for r in selected})
+diff = tables.config_diff({names[r] + f" ({r[-4:]})": configs[r] for r in selected})
 if only_diff:  # every row shown differs: no highlight, and no Styler (it cost Chromium ~0.2 s for 20 runs)
     st.dataframe(diff[diff["differs"]].drop(columns="differs"), width="stretch")
 else:

@@ -82,7 +82,7 @@ class RunQueries:
     def final_and_best(self, run_ids: list[str], keys: list[str]) -> "pd.DataFrame":
         """Per run and key: the value at the last step, the best value and its (first) step.
 
-        The same table as rmcore.viz.final_and_best computes from loaded rows, computed here
+        The same table as rmcore.tables.final_and_best computes from loaded rows, computed here
         in SQL from the covering index, so Compare never loads every step of every run
         (20 runs × 2,000 steps × 8 keys was 250k rows). Best: see lower_is_better.
         -> [run_id, key, final, best, best_step, last_step], one row per (run, key) present.

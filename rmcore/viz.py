@@ -1,4 +1,4 @@
-"""Plotly figure builders and table helpers for the app: pure functions of DataFrames.
+"""Plotly figure builders for the app: pure functions of DataFrames (tables: rmcore.tables).
 
 Every figure is cheap to send on each live tick: at most ``MAX_POINTS`` points per trace
 (W&B's budget; downsampling keeps each bucket's min and max so spikes survive), numpy
@@ -15,7 +15,7 @@ per-sample rewards are ``[step, idx, value]``.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,6 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
 
-from rmcore.store_queries import lower_is_better
 
 MAX_POINTS = 1500     # per trace
 FIGURE_POINTS = 6000  # per figure: many overlaid runs share it, down to MIN_TRACE_POINTS each
@@ -228,20 +227,6 @@ def histogram_figure(values_by_run: Mapping[str, np.ndarray], nbins: int = 30, t
     return fig
 
 
-def distribution_table(values_by_run: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """One row per run (same keys, same order): samples, mean, std (population), min,
-    median and max of its finite values; NaN statistics for a run with none."""
-    rows = []
-    for label, values in values_by_run.items():
-        finite = np.asarray(values, dtype=float)
-        finite = finite[np.isfinite(finite)]
-        stats = ((finite.mean(), finite.std(), finite.min(), np.median(finite), finite.max())
-                 if len(finite) else (np.nan,) * 5)
-        rows.append({"run": str(label), "samples": len(finite),
-                     **dict(zip(("mean", "std", "min", "median", "max"), map(float, stats)))})
-    return pd.DataFrame(rows, columns=["run", "samples", "mean", "std", "min", "median", "max"]).set_index("run")
-
-
 def shared_bins(arrays: list[np.ndarray], nbins: int) -> dict[str, float]:
     """Plotly ``xbins`` (start, end, size) of ``nbins`` equal bins over the finite values of
     all arrays; a single value (or none) gets unit-wide bins around it."""
@@ -287,52 +272,3 @@ def reward_heatmap(df: pd.DataFrame, value_bins: int = 30, title: str = "", uire
     fig.update_layout(title=title, xaxis_title="Step", yaxis_title="reward", height=320,
                       uirevision=uirevision or title, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig
-
-
-def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Side-by-side configs: one row per field, one column per run, and ``differs`` True
-    where the runs do not all agree (a field missing from a run counts as different).
-    Cells are display strings so mixed types render in one table."""
-    run_ids = list(configs)
-    fields = sorted({name for cfg in configs.values() for name in cfg})
-    missing = object()
-    rows = []
-    for name in fields:
-        raw = [configs[r].get(name, missing) for r in run_ids]
-        differs = any(v is missing or v != raw[0] for v in raw[1:]) or (raw[0] is missing and len(raw) > 1)
-        rows.append({"field": name, **{r: _fmt(v, missing) for r, v in zip(run_ids, raw)}, "differs": differs})
-    return pd.DataFrame(rows, columns=["field", *run_ids, "differs"]).set_index("field")
-
-
-def _fmt(value: Any, missing: object) -> str:
-    if value is missing:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def final_and_best(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
-    """Per run and metric: the value at the last step, the best value and its step.
-
-    "Best" is the minimum for losses, KL, step time and self-BLEU, the maximum otherwise
-    (rmcore.store_queries.lower_is_better); ties go to the earliest step. The store's
-    RunStore.final_and_best computes the same in SQL without loading the rows.
-    df: long metrics -> [run_id, key, final, best, best_step, last_step].
-    """
-    rows = df if keys is None else df[df["key"].isin(keys)]
-    out = []
-    for (run_id, key), group in rows.dropna(subset=["value"]).groupby(["run_id", "key"], sort=False):
-        group = group.sort_values("step")
-        best_at = group["value"].idxmin() if lower_is_better(key) else group["value"].idxmax()
-        out.append({"run_id": run_id, "key": key, "final": float(group["value"].iloc[-1]),
-                    "best": float(group.at[best_at, "value"]), "best_step": int(group.at[best_at, "step"]),
-                    "last_step": int(group["step"].iloc[-1])})
-    return pd.DataFrame(out, columns=["run_id", "key", "final", "best", "best_step", "last_step"])
-
-
-def eta_seconds(last_step: int, total_steps: int, elapsed_s: float) -> float | None:
-    """Time left at the mean pace so far: elapsed / done × remaining; None before step 1."""
-    if last_step <= 0 or total_steps <= 0 or elapsed_s < 0:
-        return None
-    return elapsed_s / last_step * max(total_steps - last_step, 0)

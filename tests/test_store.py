@@ -298,12 +298,12 @@ def test_key_and_latest_step_lookups_match_plain_queries(store: RunStore) -> Non
 
 
 def test_final_and_best_in_sql_matches_the_pandas_reference(store: RunStore) -> None:
-    """RunStore.final_and_best (SQL, Compare's table) against viz.final_and_best on the same
+    """RunStore.final_and_best (SQL, Compare's table) against tables.final_and_best on the same
     rows: ties (rounded values; the earliest step wins), NaN steps, a key missing from a run,
     keys where lower is better, and a run with no metrics at all."""
     import numpy as np
 
-    from rmcore import viz
+    from rmcore import tables
 
     rng = np.random.default_rng(0)
     keys = ["loss/total", "policy/kl", "reward/total", "eval/reward"]
@@ -314,7 +314,7 @@ def test_final_and_best_in_sql_matches_the_pandas_reference(store: RunStore) -> 
             if step % 7 == 0:
                 values["reward/total"] = float("nan")
             store.record_step(run, StepReport(step=step, total_steps=40, metrics=values))
-    expected = viz.final_and_best(store.metrics(runs), keys).sort_values(["run_id", "key"], ignore_index=True)
+    expected = tables.final_and_best(store.metrics(runs), keys).sort_values(["run_id", "key"], ignore_index=True)
     got = store.final_and_best(runs, keys)
     assert len(got) == 7  # 4 keys + 3 keys; the empty run has no rows
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmcore import viz
+from rmcore import tables, viz
 
 
 def _metrics(run_ids: list[str], n: int, key: str = "loss/total") -> pd.DataFrame:
@@ -160,7 +160,7 @@ def test_heatmap_single_value_and_empty() -> None:
 # ---------------------------------------------------------------- tables
 
 def test_config_diff_flags_only_differing_fields() -> None:
-    diff = viz.config_diff({"r1": {"loss": "ppo", "lr": 1e-4, "steps": 30},
+    diff = tables.config_diff({"r1": {"loss": "ppo", "lr": 1e-4, "steps": 30},
                             "r2": {"loss": "grpo", "lr": 1e-4, "steps": 30, "seed": 1}})
     assert list(diff.columns) == ["r1", "r2", "differs"]
     assert diff.loc["loss", "differs"] and diff.loc["seed", "differs"]
@@ -174,17 +174,17 @@ def test_final_and_best() -> None:
                        "key": ["loss/total"] * 4 + ["eval/reward"] * 4,
                        "value": [3.0, 1.0, 2.0, 2.5, 0.1, 0.7, 0.4, 0.5],
                        "time": [0.0] * 8})
-    table = viz.final_and_best(df).set_index("key")
+    table = tables.final_and_best(df).set_index("key")
     assert table.loc["loss/total", "final"] == 2.5
     assert table.loc["loss/total", "best"] == 1.0 and table.loc["loss/total", "best_step"] == 2
     assert table.loc["eval/reward", "best"] == 0.7 and table.loc["eval/reward", "best_step"] == 2
-    assert viz.final_and_best(df, keys=["eval/reward"])["key"].tolist() == ["eval/reward"]
+    assert tables.final_and_best(df, keys=["eval/reward"])["key"].tolist() == ["eval/reward"]
 
 
 def test_eta() -> None:
-    assert viz.eta_seconds(0, 10, 5.0) is None
-    assert viz.eta_seconds(5, 20, 10.0) == pytest.approx(30.0)
-    assert viz.eta_seconds(20, 20, 10.0) == 0.0
+    assert tables.eta_seconds(0, 10, 5.0) is None
+    assert tables.eta_seconds(5, 20, 10.0) == pytest.approx(30.0)
+    assert tables.eta_seconds(20, 20, 10.0) == 0.0
 
 
 def test_line_figure_follows_the_given_run_order_and_colors() -> None:
@@ -232,7 +232,7 @@ def test_histograms_share_bins_over_the_pooled_range() -> None:
 
 
 def test_distribution_table_hand_values() -> None:
-    table = viz.distribution_table({"a (step 3)": np.array([1.0, 2.0, 3.0, np.nan]), "b": np.array([])})
+    table = tables.distribution_table({"a (step 3)": np.array([1.0, 2.0, 3.0, np.nan]), "b": np.array([])})
     assert list(table.index) == ["a (step 3)", "b"]
     row = table.loc["a (step 3)"]
     assert row["samples"] == 3 and row["mean"] == 2.0 and row["median"] == 2.0

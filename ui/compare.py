@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rmcore import viz
+from rmcore import tables, viz
 from ui.plots import plotly_chart
 from ui.runtime import store
 
@@ -61,7 +61,7 @@ def reward_distributions(run_ids: list[str], names: dict[str, str]) -> None:
         st.caption("None of these runs has per-sample rewards yet.")
         return
     if len(values) > MAX_CARDS:  # twenty overlaid histograms read as one smear: a sortable table
-        st.dataframe(viz.distribution_table(values), width="stretch", key="cmp-reward-table",
+        st.dataframe(tables.distribution_table(values), width="stretch", key="cmp-reward-table",
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
                                     for c in ("mean", "std", "min", "median", "max")})
         return

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rmcore import viz
+from rmcore import tables, viz
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.plots import plotly_chart
 from ui.runtime import duration_text, runner, store
@@ -174,7 +174,7 @@ def _eta(run: dict[str, Any], metrics: pd.DataFrame) -> float | None:
     steps = metrics.drop_duplicates("step").sort_values("step")
     if len(steps) >= 2:
         first, t_first, t_last = int(steps["step"].iloc[0]), steps["time"].iloc[0], steps["time"].iloc[-1]
-        return viz.eta_seconds(last - first, total - first, float(t_last - t_first))
+        return tables.eta_seconds(last - first, total - first, float(t_last - t_first))
     step_time = _latest(metrics, "perf/step_time")
     return None if step_time is None else step_time * max(total - last, 0)
 
