@@ -287,13 +287,15 @@ def trained_reward_models(store) -> list[dict[str, Any]]:
     """Reward-model runs that have a checkpoint, newest first, for a picker in the app:
     id, name, loss, status, eval_accuracy (last logged), checkpoint."""
     runs = store.list_runs()
+    runs = runs[runs["kind"] == "reward_model"]
+    # One aggregate query for every run's last accuracy, not one read of its rows per run.
+    final = store.final_and_best(list(runs["id"]), ["eval/accuracy"]).set_index("run_id")["final"]
     out = []
-    for row in runs[runs["kind"] == "reward_model"].itertuples():
+    for row in runs.itertuples():
         checkpoint = store.latest_checkpoint(row.id)
         if checkpoint is None:
             continue
-        accuracy = store.metrics([row.id], keys=["eval/accuracy"])
         out.append({"id": row.id, "name": row.name, "loss": row.loss, "status": row.status,
-                    "eval_accuracy": float(accuracy["value"].iloc[-1]) if len(accuracy) else None,
+                    "eval_accuracy": float(final[row.id]) if row.id in final.index else None,
                     "checkpoint": checkpoint})
     return out

@@ -23,14 +23,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
 
-
 MAX_POINTS = 1500     # per trace
 FIGURE_POINTS = 6000  # per figure: many overlaid runs share it, down to MIN_TRACE_POINTS each
 MIN_TRACE_POINTS = 300
 MAX_RAW_RUNS = 6      # line_figure: more runs than this get no faint raw line behind the smoothed one
 X_AXES = {"step": "Step", "samples": "Samples seen", "time": "Wall time (s)"}
 PALETTE = qualitative.Plotly + qualitative.D3
-
 
 
 def _template() -> go.layout.Template:

@@ -100,12 +100,10 @@ def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
         for column, run_id in zip(st.columns(COLUMNS_PER_ROW), run_ids[start:start + COLUMNS_PER_ROW]):
             with column.container(border=True):
                 st.markdown(f"**{names.get(run_id, run_id)}**")
-                answer = latest.get(run_id)
-                answer = None if answer is None else answer[answer["prompt"] == prompt]
-                if answer is None or answer.empty:
+                row = _answer(latest, run_id, prompt)
+                if row is None:
                     st.caption("No eval answer for this prompt yet.")
                     continue
-                row = answer.iloc[0]
                 st.caption(f"step {int(row['step'])} · reward {row['reward']:.3f}")
                 st.write(row["completion"] or "*(empty)*")
                 st.caption(" · ".join(f"{term} {value:.3f}" for term, value in row["terms"].items()))
@@ -116,17 +114,22 @@ def answers_table(run_ids: list[str], names: dict[str, str], latest: dict[str, p
     the answer and each reward term."""
     rows = []
     for run_id in run_ids:
-        answer = latest.get(run_id)
-        answer = None if answer is None else answer[answer["prompt"] == prompt]
-        if answer is None or answer.empty:
+        row = _answer(latest, run_id, prompt)
+        if row is None:
             rows.append({"run": names.get(run_id, run_id), "answer": "(no eval answer for this prompt yet)"})
             continue
-        row = answer.iloc[0]
         rows.append({"run": names.get(run_id, run_id), "step": int(row["step"]), "reward": row["reward"],
                      "answer": row["completion"] or "(empty)", **{f"r/{t}": v for t, v in row["terms"].items()}})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="cmp-answers", column_config={
         "answer": st.column_config.TextColumn(width="large"), "reward": st.column_config.NumberColumn(format="%.3f"),
         **{c: st.column_config.NumberColumn(format="%.3f") for r in rows for c in r if c.startswith("r/")}})
+
+
+def _answer(latest: dict[str, pd.DataFrame], run_id: str, prompt: str) -> pd.Series | None:
+    """The run's latest eval answer to ``prompt`` (a generations row), or None."""
+    gens = latest.get(run_id)
+    match = None if gens is None else gens[gens["prompt"] == prompt]
+    return None if match is None or match.empty else match.iloc[0]
 
 
 def _snippet(text: str, width: int = 90) -> str:
