@@ -178,7 +178,9 @@ statuses = dict(zip(runs["id"], runs["status"]))
 ids = list(names)
 seed_from_url("rm_run", st.query_params.get("run"), valid=lambda v: v in names, default=ids[0])
 pick_col, smooth_col, stop_col, use_col = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
-run_id = pick_col.selectbox("Run", ids, key="rm_run", format_func=lambda r: f"{names[r]} · {statuses[r]} · {r}")
+# No status in the label (as on Train): it is drawn once per page run, and a browser showed
+# "preparing" in it beside a finished run's "done"; the panel below shows the live status.
+run_id = pick_col.selectbox("Run", ids, key="rm_run", format_func=lambda r: f"{names[r]} · {r}")
 write_url("rm_run", "run", run_id)
 smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key="rm_smoothing",
                               help="TensorBoard's debiased exponential moving average.")
