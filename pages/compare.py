@@ -11,8 +11,8 @@ from ui.state import seed_from_url, url_list, url_run_problem, write_url
 
 require_entrypoint()
 
-SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "loss/total", "policy/kl", "policy/entropy",
-                "gen/response_length", "perf/samples_per_s"]
+SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "eval/entity_acc", "eval/number_acc", "loss/total",
+                "policy/kl", "policy/entropy", "gen/response_length", "perf/samples_per_s"]
 PREFERRED_METRICS = ("reward/total", "eval/reward", "loss/total")
 
 st.title("Compare")

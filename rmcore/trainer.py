@@ -22,6 +22,7 @@ from rmcore.backbones import load_causal_lm, resolve_device
 from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
+from rmcore.facts import fact_metrics
 from rmcore.policy_step import Session, StepResult, dpo_step, online_step, score, sft_step
 from rmcore.rewards import Rouge, build_composite
 from rmcore.rollout import encode_prompts, response_logprobs, sample
@@ -176,7 +177,8 @@ def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = N
 
 @torch.no_grad()
 def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
-    """Greedy completions of the fixed eval prompts: eval/<term>, eval/reward, eval/rouge."""
+    """Greedy completions of the fixed eval prompts: eval/<term>, eval/reward, eval/rougeL, and
+    eval/entity_acc, eval/number_acc where the task records each example's key facts."""
     prompts, refs = [e.prompt for e in examples], [e.reference for e in examples]
     ids, mask = encode_prompts(s.tokenizer, prompts, max_new_tokens=s.cfg.max_new_tokens, model=s.policy,
                                device=s.device)
@@ -192,6 +194,7 @@ def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
         metrics["eval/rougeL"] = sum(Rouge("rougeL")(prompts, batch.completions, refs)) / n
     else:
         metrics["eval/rougeL"] = metrics["eval/rouge"]
+    metrics.update(fact_metrics(batch.completions, [e.entity for e in examples], [e.number for e in examples]))
     gens = [{"split": "eval", "prompt": prompts[i], "completion": batch.completions[i], "reference": refs[i],
              "reward": breakdown.total[i], "terms": {k: v[i] for k, v in breakdown.terms.items()}}
             for i in range(n)]

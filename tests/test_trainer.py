@@ -30,7 +30,8 @@ def test_each_loss_trains_through_the_runner_into_the_store(loss, tiny_lm_path, 
     assert steps == [0, 1, 2, 3]
     losses = metrics[metrics.key == "loss/total"]["value"]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
-    assert {"reward/total", "eval/reward", "eval/rougeL", "perf/step_time"} <= set(metrics.key)
+    assert {"reward/total", "eval/reward", "eval/rougeL", "eval/entity_acc", "eval/number_acc",
+            "perf/step_time"} <= set(metrics.key)
     gens = runner.store.generations(run_id)
     assert set(gens["split"]) == {"train", "eval"}
     assert runner.store.latest_checkpoint(run_id) is not None

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from rmcore import playground as pg
-from rmcore.backbones import BUILTIN, model_cache_dir
+from rmcore.backbones import builtin_dir, model_cache_dir
 from rmcore.errors import ConfigError
 from ui.playground_charts import (COLORS, bandit_estimates, bandit_learning, chart, columns_layout, fluency,
                                   kl_samples)
@@ -158,7 +158,7 @@ def reward_section() -> None:
         distinct = slider("distinct-n", "rw_n", 1, 4, 2, 1, advanced=True, at=cols[4])
         candidates = {"your candidate" if preset == "your own" else preset: candidate,
                       **{name: value for name, value in hacks.items() if name != preset}}
-        model_dir = model_cache_dir() / BUILTIN
+        model_dir = builtin_dir(model_cache_dir())
         scores = None
         if (model_dir / "config.json").exists():
             scores = fluency(str(model_dir), tuple(candidates.values()))

@@ -10,8 +10,8 @@ from typing import Callable
 
 from rmcore.config import TrainConfig
 
-SMALL = TrainConfig(steps=30, batch_size=4, samples_per_prompt=4, max_new_tokens=24, eval_every=10,
-                    eval_prompts=8, log_generations=4)
+SMALL = TrainConfig(steps=30, batch_size=4, samples_per_prompt=4, max_new_tokens=48, eval_every=10,
+                    eval_prompts=16, log_generations=4)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,16 @@ FILE_EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
 
 @dataclass(frozen=True)
 class Example:
-    """A prompt (already in the model's input format) and its reference completion y*."""
+    """A prompt (already in the model's input format) and its reference completion y*.
+
+    `entity` and `number` are the key facts a faithful summary must copy from the prompt, when
+    the task records them (synth-news does; files and hub data leave them ""); eval reads them
+    for eval/entity_acc and eval/number_acc (rmcore.facts).
+    """
     prompt: str
     reference: str
+    entity: str = ""
+    number: str = ""
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,7 @@ def _split(items: list[NewsItem], rng: random.Random) -> tuple[list[Example], li
     for index, item in enumerate(items):
         prompt = make_prompt(item.document)
         kind = CORRUPTIONS[index % len(CORRUPTIONS)]
-        examples.append(Example(prompt=prompt, reference=item.summary))
+        examples.append(Example(prompt=prompt, reference=item.summary, entity=item.entity, number=item.number))
         pairs.append(PreferencePair(prompt=prompt, chosen=item.summary,
                                     rejected=corrupt(item, kind, rng), corruption=kind))
     return examples, pairs
