@@ -28,6 +28,7 @@ for column, preset in zip(columns, PRESETS):
     with column.container(border=True):
         st.markdown(f"**{preset.title}**")
         st.caption(preset.description)
+        st.caption(f"What you should see: {preset.expect}")
         if st.button("Launch", key=f"preset-{preset.key}", type="primary"):
             try:
                 configs = preset.configs()

@@ -237,7 +237,16 @@ def test_runs_page_delete_with_confirmation_and_open_in_compare(runs_dir) -> Non
     assert at.multiselect(key="cmp_runs").value == [ids[1]]
 
 
-@pytest.mark.parametrize("preset, differing", [("tour", {"loss", "name"}), ("hacking", {"gamma", "name"}),
+def test_home_cards_say_what_you_should_see() -> None:
+    from ui.presets import PRESETS
+
+    at = app()
+    captions = [c.value for c in at.caption]
+    for preset in PRESETS:
+        assert f"What you should see: {preset.expect}" in captions
+
+
+@pytest.mark.parametrize("preset, differing", [("tour", {"loss", "name"}), ("hacking", {"length_weight", "name"}),
                                               ("kl", {"kl_coef", "name"})])
 def test_home_presets_queue_runs_and_open_compare(preset, differing, tiny_lm_path, runs_dir, monkeypatch) -> None:
     import ui.presets

@@ -119,26 +119,6 @@ def test_bad_configs_fail_before_training_with_one_sentence(changes, words, tiny
         rmcore.train(tiny(tiny_lm_path, **changes))
 
 
-@pytest.mark.slow
-def test_grpo_raises_eval_rouge_on_the_builtin_model(builtin_model_cache):
-    """α=1, β=γ=0: 40 steps of GRPO lift greedy eval ROUGE-L above where it started.
-
-    Rollouts at temperature 0.7, the default. Measured with these settings, seeds 0, 1, 2:
-    0.479 -> 0.599, 0.579 -> 0.619, 0.504 -> 0.618. At temperature 1.0 the same run drifted
-    down (0.479 -> 0.466; lr 2e-4: -> 0.412): this 2.3M model's T=1 samples are mostly
-    noise, and reinforcing the best of them does not lift its greedy answers.
-    """
-    reports = []
-    cfg = TrainConfig(loss="grpo", alpha=1.0, beta=0.0, gamma=0.0, kl_coef=0.0, steps=40, batch_size=8,
-                      samples_per_prompt=4, max_new_tokens=32, lr=5e-5, temperature=0.7, eval_every=20,
-                      eval_prompts=32, seed=0)
-    rmcore.train(cfg, on_step=reports.append)
-    start = reports[0].metrics["eval/rougeL"]
-    end = reports[-1].metrics["eval/rougeL"]
-    print(f"eval ROUGE-L: step 0 {start:.4f} -> step 40 {end:.4f}")
-    assert end > start
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("loss", list(POLICY_LOSSES))
