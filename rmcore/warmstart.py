@@ -85,7 +85,7 @@ def build_tiny_gpt2(out_dir: Path, *, on_progress: Callable | None = None, seed:
 def mle_fit(model, tokenizer, examples, *, steps: int, seed: int, batch_size: int = WARMSTART_BATCH,
             lr: float = WARMSTART_LR, on_fraction: Callable[[float], None] | None = None) -> list[float]:
     """Cosine-scheduled AdamW on -log p(reference | prompt); returns the loss per step."""
-    rows = [encode_example(tokenizer, e) for e in examples]
+    rows = [encode_example(tokenizer, e, limit=model.config.n_positions) for e in examples]
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
@@ -114,11 +114,16 @@ def mle_fit(model, tokenizer, examples, *, steps: int, seed: int, batch_size: in
     return losses
 
 
-def encode_example(tokenizer, example) -> tuple[list[int], int]:
-    """(prompt + ' reference' + EOS token ids, prompt length): the rollout's text layout."""
-    prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+def encode_example(tokenizer, example, *, limit: int) -> tuple[list[int], int]:
+    """(prompt + ' reference' + EOS token ids, prompt length): the rollout's text layout.
+
+    A row longer than the context `limit` keeps the prompt's end (its 'TL;DR:'), as
+    rollout.encode_prompts does.
+    """
     reference = tokenizer(" " + example.reference.strip(), add_special_tokens=False)["input_ids"]
-    return prompt + reference + [tokenizer.eos_token_id], len(prompt)
+    reference = reference[: limit // 2] + [tokenizer.eos_token_id]
+    prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"][-(limit - len(reference)):]
+    return prompt + reference, len(prompt)
 
 
 def pack_batch(rows: list[tuple[list[int], int]], pad_id: int):

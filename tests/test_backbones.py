@@ -109,3 +109,36 @@ def test_builtin_model_shape_is_1_5_to_5_million_parameters():
     blocks = s["n_layer"] * (4 * s["n_embd"] ** 2 + 2 * s["n_embd"] * s["n_inner"])  # attention + MLP
     embeddings = (s["vocab_size"] + s["n_positions"]) * s["n_embd"]
     assert 1.5e6 <= blocks + embeddings <= 5e6
+
+
+def test_builtin_builder_is_deterministic(tmp_path):
+    """Same seed, same model: two shrunk builds give identical weights and tokenizers."""
+    from safetensors.torch import load_file
+
+    from rmcore.warmstart import build_tiny_gpt2
+
+    small = dict(steps=3, shape=dict(n_layer=1, n_embd=32, n_head=2, n_inner=64, vocab_size=400),
+                 train_items=200, eval_items=10)
+    for name in ("a", "b"):
+        build_tiny_gpt2(tmp_path / name, **small)
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "tokenizer.json").read_text() == (tmp_path / "b" / "tokenizer.json").read_text()
+
+
+@pytest.mark.slow
+def test_builtin_model_reads_the_document(builtin_model_cache):
+    """The real build reaches the figures the README reports, with a margin below them.
+
+    Measured (seed 0, 200 eval items, greedy): ROUGE-L 0.957, entity copied 0.86, number
+    copied 0.99, built in 222 s on a 2-core CPU. Headroom is kept: neither copy rate is 1.
+    """
+    from rmcore.backbones import builtin_dir
+
+    info = json.loads((builtin_dir(builtin_model_cache) / "warmstart.json").read_text())
+    assert info["eval_items"] == 200
+    assert 0.93 <= info["eval_rougeL_greedy"] < 1.0
+    assert 0.80 <= info["eval_entity_acc"] < 1.0
+    assert 0.90 <= info["eval_number_acc"] <= 1.0
+    assert 1.5e6 <= info["parameters"] <= 2e6
+    assert info["build_seconds"] <= 360  # the 5-minute budget, with room for a busier machine

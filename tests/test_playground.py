@@ -313,6 +313,7 @@ def test_prepare_button_builds_through_ensure_builtin_then_fluency_appears(tmp_p
     """The button calls the real builder's entry point; here a stand-in that reports progress and
     copies a tiny local model into place (the real build takes minutes)."""
     import rmcore.backbones
+    from rmcore.backbones import builtin_dir
     from rmcore.events import ProgressReport
 
     calls = []
@@ -320,8 +321,8 @@ def test_prepare_button_builds_through_ensure_builtin_then_fluency_appears(tmp_p
     def fake_ensure_builtin(cache_dir, *, on_progress=None, seed=0):
         calls.append(Path(cache_dir))
         on_progress(ProgressReport("warm-start", 0.5, "Building tiny-gpt2: warm-start 50%"))
-        shutil.copytree(tiny_lm_path, Path(cache_dir) / "tiny-gpt2")
-        return Path(cache_dir) / "tiny-gpt2"
+        shutil.copytree(tiny_lm_path, builtin_dir(cache_dir))
+        return builtin_dir(cache_dir)
 
     monkeypatch.setattr(rmcore.backbones, "ensure_builtin", fake_ensure_builtin)
     at = page()
