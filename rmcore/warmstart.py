@@ -40,12 +40,27 @@ WARMSTART_LR = 2e-3
 # must learn to copy rather than memorise which entity goes with which document.
 WARMSTART_ITEMS = 20_000
 EVAL_ITEMS = 200
+# The build always runs on this many threads, whoever calls it: CPU matmuls round differently
+# with other thread counts, and the app's runner sets cores - 1 for its runs, so without this
+# the same seed built a different model in the app (1 thread, 389 s) and at the CLI (2, 222 s).
+BUILD_THREADS = 2
 
 
 def build_tiny_gpt2(out_dir: Path, *, on_progress: Callable | None = None, seed: int = 0,
                     steps: int = WARMSTART_STEPS, shape: dict | None = None,
                     train_items: int = WARMSTART_ITEMS, eval_items: int = EVAL_ITEMS) -> dict:
     """Train tokenizer and model, save both to out_dir (safetensors); return the build report."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BUILD_THREADS)
+    try:
+        return _build(Path(out_dir), on_progress=on_progress, seed=seed, steps=steps, shape=shape,
+                      train_items=train_items, eval_items=eval_items)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(out_dir: Path, *, on_progress, seed: int, steps: int, shape: dict | None, train_items: int,
+           eval_items: int) -> dict:
     from rmcore.data.synth_news import load_synth_news
 
     report = on_progress or (lambda r: None)
@@ -71,7 +86,6 @@ def build_tiny_gpt2(out_dir: Path, *, on_progress: Callable | None = None, seed:
             "eval_rougeL_greedy": round(scores["rougeL"], 4), "eval_entity_acc": round(scores["entity_acc"], 4),
             "eval_number_acc": round(scores["number_acc"], 4),
             "build_seconds": round(time.time() - started, 1), "seed": seed}
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

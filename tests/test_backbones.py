@@ -142,3 +142,17 @@ def test_builtin_model_reads_the_document(builtin_model_cache):
     assert 0.90 <= info["eval_number_acc"] <= 1.0
     assert 1.5e6 <= info["parameters"] <= 2e6
     assert info["build_seconds"] <= 360  # the 5-minute budget, with room for a busier machine
+
+
+def test_builder_runs_on_its_own_thread_count_and_restores_the_callers(tmp_path, monkeypatch):
+    import rmcore.warmstart as warmstart
+
+    seen = []
+    monkeypatch.setattr(warmstart, "_build", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the app's runner leaves it on a 2-core machine
+    try:
+        warmstart.build_tiny_gpt2(tmp_path / "m")
+        assert seen == [warmstart.BUILD_THREADS] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
