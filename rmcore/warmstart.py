@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from rmcore.backbones import BUILTIN_RECIPE, TINY_GPT2_SHAPE, count_parameters, new_gpt2, train_tokenizer
+from rmcore.tiny_gpt2 import BUILTIN_RECIPE, TINY_GPT2_SHAPE, count_parameters, new_gpt2, train_tokenizer
 from rmcore.events import ProgressReport
 
 WARMSTART_STEPS = 500
