@@ -16,7 +16,7 @@ EOS, PAD = "<|endoftext|>", "<|pad|>"
 # document, so the model learns to copy them within its warm-start (with 4k most names are
 # one rare token each, and copying came far later); copying is attention's work, so the MLP
 # is narrower than GPT-2's 4× (768), which made the build a fifth cheaper and copied as well.
-# The measured table is in rmcore.warmstart.
+# The measured table is in the README (The built-in model and the one-click experiments).
 TINY_GPT2_SHAPE = dict(n_layer=4, n_embd=192, n_head=4, n_inner=512, n_positions=256, vocab_size=1024)
 # Bumped whenever the shape or the warm-start changes: the cache folder is named after it,
 # so a machine holding an older build makes the new one instead of reusing the old.
