@@ -17,16 +17,23 @@ on_step, TRL's on_step_end), so each engine's own loop overhead counts; steps be
 `--warmup` and rmcore's final step (which runs the greedy eval) are not timed. Rounds
 alternate rmcore, TRL, rmcore, ... and the figures are medians over all timed steps.
 
-    python bench/vs_trl.py --model tiny-gpt2          # target: ratio >= 2.0 on a 2-core CPU
-    python bench/vs_trl.py --model gpt2-124m-shape    # target on a GPU: ratio >= 1.5
+Figures per engine: completions/s, response tokens/s, peak memory (on CUDA the peak of
+torch.cuda.max_memory_allocated above what was held when the engine started; on CPU only the
+process-wide peak RSS) and MFU (bench/flops.py; 'n/a' on CPU or a GPU not in its table). On
+CUDA both engines run bf16 the same way, fp32 weights under bf16 autocast, and TRL also runs
+in its vLLM colocate mode when vllm imports (a third row after the alternating rounds).
+
+    python bench/vs_trl.py --model tiny-gpt2                         # target: ratio >= 2.0 on a 2-core CPU
+    python bench/vs_trl.py --device cuda --shape gpt2-124m-shape     # target: ratio >= 1.5 on a GPU
+    python bench/vs_trl.py --device cuda --shape qwen-0.5b-shape     # target: ratio >= 1.5 on a GPU
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -36,9 +43,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import torch  # noqa: E402
+from flops import mean_prompt_tokens, parameter_counts  # noqa: E402  (bench/, beside this file)
+from shapes import SHAPES  # noqa: E402
+from vs_trl_report import load_average, print_run, report  # noqa: E402
 
 BENCH_EOS = "<|bench_eos|>"
-MODELS = ("tiny-gpt2", "gpt2-124m-shape")
+MODELS = ("tiny-gpt2", *SHAPES)
 
 
 @dataclass
@@ -48,18 +58,21 @@ class EngineTimes:
     cpu_s: list[float] = field(default_factory=list)                # this process's CPU time per step
     lengths: list[float] = field(default_factory=list)          # mean completion length per step
     split: dict[str, list[float]] = field(default_factory=dict)  # rmcore's perf/* phases per step
+    peak_mib: float | None = None                                # CUDA only: max over its runs
+    skipped: str | None = None                                   # why this engine has no figures
 
 
 # --------------------------------------------------------------------------- the shared model
 def prepare_model(name: str, out_dir: Path, seed: int = 0) -> Path:
     """Save the bench copy of the policy: weights unchanged, EOS moved out of reach.
 
-    name: 'tiny-gpt2' (the built-in model), 'gpt2-124m-shape', or a local model folder.
+    name: 'tiny-gpt2' (the built-in model), a shape in bench/shapes.py, or a local model folder.
+    The folder is hub-style (config, safetensors, tokenizer) so vLLM can load it too.
     """
     from rmcore.backbones import ensure_builtin, load_causal_lm, model_cache_dir
 
-    if name == "gpt2-124m-shape":
-        model, tokenizer = gpt2_124m_shape(seed)
+    if name in SHAPES:
+        model, tokenizer = SHAPES[name](seed)
     else:
         source = str(ensure_builtin(model_cache_dir())) if name == "tiny-gpt2" else name
         if name not in MODELS and not Path(name).is_dir():
@@ -77,43 +90,6 @@ def prepare_model(name: str, out_dir: Path, seed: int = 0) -> Path:
     return path
 
 
-def gpt2_124m_shape(seed: int):
-    """GPT2Config() (124M: 12 layers x 768, 50,257 tokens), random init, no download."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    size = GPT2Config().vocab_size
-    tokenizer = gpt2_like_tokenizer(size, seed)
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=size, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config), tokenizer
-
-
-def gpt2_like_tokenizer(size: int, seed: int = 0):
-    """A byte-level BPE trained on synth-news, filled up to exactly `size` tokens.
-
-    The corpus runs out of merges long before GPT-2's 50,257 tokens, so the vocabulary is
-    filled with concatenations of learnt tokens: they decode to text like any token, so every
-    id a random model samples turns into words (encoding never produces them).
-    """
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    from rmcore.backbones import EOS, PAD, train_tokenizer
-    from rmcore.data import load_task
-
-    task = load_task("synth-news", seed=seed)
-    base = train_tokenizer([e.prompt for e in task.train] + [e.reference for e in task.train], vocab_size=size)
-    spec = json.loads(base.backend_tokenizer.to_str())
-    vocab = spec["model"]["vocab"]
-    learnt = [t for t in sorted(vocab, key=vocab.get) if t not in (EOS, PAD)]
-    pairs = (a + b for a in learnt for b in learnt)
-    while len(vocab) < size:
-        vocab.setdefault(next(pairs), len(vocab))
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), bos_token=EOS,
-                                   eos_token=EOS, pad_token=PAD)
-
-
 # --------------------------------------------------------------------------- rmcore
 def run_rmcore(path: Path, args, times: EngineTimes) -> None:
     import rmcore
@@ -124,11 +100,11 @@ def run_rmcore(path: Path, args, times: EngineTimes) -> None:
                       clip_eps=0.2, ppo_epochs=1, minibatches=1, lr=1e-5, max_grad_norm=1.0, temperature=1.0,
                       batch_size=args.prompts, samples_per_prompt=args.samples, max_new_tokens=args.new_tokens,
                       steps=args.warmup + args.steps + 1, eval_every=0, eval_prompts=args.prompts,
-                      log_generations=4, seed=args.seed, device=args.device)
+                      log_generations=4, seed=args.seed, device=args.device, **rmcore_precision(args))
     ends: list[tuple[float, float]] = []
 
     def on_step(report) -> None:
-        ends.append((time.perf_counter(), time.process_time()))
+        ends.append(clock(args))
         if args.warmup < report.step <= args.warmup + args.steps:  # timed steps
             m = report.metrics
             times.step_s.append(ends[-1][0] - ends[-2][0])
@@ -142,8 +118,29 @@ def run_rmcore(path: Path, args, times: EngineTimes) -> None:
     rmcore.train(cfg, on_step=on_step)
 
 
+def rmcore_precision(args) -> dict:
+    """precision='bf16' on CUDA: fp32 weights and AdamW state, bf16 autocast forwards, which is
+    what TRL's bf16=True does with the fp32 weights it loads. A TrainConfig from before the
+    precision field put the weights themselves in bf16 on CUDA (backbones.model_dtype)."""
+    from rmcore.config import TrainConfig
+
+    if args.device == "cuda" and "precision" in TrainConfig.__dataclass_fields__:
+        return {"precision": "bf16"}
+    return {}
+
+
+def clock(args) -> tuple[float, float]:
+    """(wall, CPU) time at the end of a step; on CUDA after the queued kernels have run, so the
+    optimizer step's kernels count in its own step, not the next one."""
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter(), time.process_time()
+
+
 # --------------------------------------------------------------------------- TRL
-def run_trl(path: Path, args, times: EngineTimes, workdir: Path) -> None:
+def run_trl(path: Path, args, times: EngineTimes, workdir: Path, vllm: bool = False, timed: int = 0) -> None:
+    """TRL's GRPOTrainer on `timed` (default --steps) steps after --warmup; vllm: generation by
+    vLLM in colocate mode (same process and GPU) instead of model.generate()."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -164,15 +161,18 @@ def run_trl(path: Path, args, times: EngineTimes, workdir: Path) -> None:
                         max_completion_length=args.new_tokens, beta=0.04, epsilon=0.2, loss_type="dapo",
                         scale_rewards="group", temperature=1.0, top_p=1.0, learning_rate=1e-5, weight_decay=0.0,
                         lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", max_grad_norm=1.0,
-                        max_steps=args.warmup + args.steps, logging_strategy="no", save_strategy="no",
+                        max_steps=args.warmup + (timed or args.steps), logging_strategy="no", save_strategy="no",
                         report_to="none", disable_tqdm=True, use_cpu=not cuda, bf16=cuda, seed=args.seed,
-                        dataloader_num_workers=0, gradient_checkpointing=False, disable_dropout=True)
+                        dataloader_num_workers=0, gradient_checkpointing=False, disable_dropout=True,
+                        # the correction re-scores every batch with the policy (an extra forward) to
+                        # weigh vLLM's sampling against it: work rmcore's on-policy step does not do
+                        use_vllm=vllm, vllm_mode="colocate", vllm_importance_sampling_correction=False)
 
     ends: list[tuple[float, float]] = []
 
     class Timer(TrainerCallback):
         def on_step_end(self, _args, state, control, **kw):
-            ends.append((time.perf_counter(), time.process_time()))
+            ends.append(clock(args))
             if state.global_step > args.warmup:
                 times.step_s.append(ends[-1][0] - ends[-2][0])
                 times.cpu_s.append(ends[-1][1] - ends[-2][1])
@@ -185,58 +185,100 @@ def run_trl(path: Path, args, times: EngineTimes, workdir: Path) -> None:
     trainer.train()
 
 
-# --------------------------------------------------------------------------- report
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+# --------------------------------------------------------------------------- TRL + vLLM, memory
+def run_vllm_row(path: Path, args, times: EngineTimes, workdir: Path) -> None:
+    """The third row, after the alternating rounds (vLLM's engine is built once per trainer and
+    keeps its GPU memory and process groups, so one trainer runs all rounds x steps timed steps)."""
+    times.skipped = vllm_unavailable(args)
+    if times.skipped:
+        return
+    try:
+        measured(lambda: run_trl(path, args, times, workdir, vllm=True, timed=args.rounds * args.steps), times, args)
+    except Exception as e:  # a failed third row must not lose the two measured ones
+        times.step_s, times.cpu_s, times.lengths = [], [], []
+        times.skipped = f"failed: {one_line(e)}"
+        return
+    print_run("all rounds trl-vllm", times, 0)
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def vllm_unavailable(args) -> str | None:
+    if args.device != "cuda":
+        return "vLLM's colocate mode needs --device cuda"
+    if args.skip_vllm:
+        return "--skip-vllm"
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # ImportError, or a CUDA/torch build mismatch raised at import
+        return f"vllm does not import ({one_line(e)}); pip install vllm on the GPU machine to add this row"
+    return None
 
 
-def report(args, params: int, rm: EngineTimes, trl: EngineTimes) -> None:
-    n = args.prompts * args.samples
-    print(f"\nmodel {args.model} ({params / 1e6:.1f}M parameters), {args.prompts} prompts x {args.samples} samples, "
-          f"{args.new_tokens} new tokens, GRPO beta=0.04, 1 optimizer step per batch; {args.rounds} rounds x "
-          f"({args.warmup} warm-up + {args.steps} timed steps) per engine; torch threads {torch.get_num_threads()}")
-    for name, t in (("rmcore", rm), ("trl", trl)):
-        if not t.step_s:
-            continue
-        step = median(t.step_s)
-        print(f"{name:7s} completions/s {n / step:8.1f}   tokens/s {n * args.new_tokens / step:8.0f}   "
-              f"median step {step:.3f} s (CPU {median(t.cpu_s):.3f} s) over {len(t.step_s)} steps   mean length "
-              f"{statistics.fmean(t.lengths):.1f} tokens")
-    if rm.step_s:
-        s = {k: median(v) for k, v in rm.split.items()}
-        print(f"rmcore time split (median s/step): generate {s['perf/generate_s']:.3f}  "
-              f"reference forward {s['perf/ref_forward_s']:.3f}  reward {s['perf/reward_s']:.3f}  "
-              f"update {s['perf/update_s']:.3f}  other (advantages, metrics, loop) {s['other']:.3f}")
-    print(f"load average after: {load_average()}")
-    if rm.step_s and trl.step_s:
-        print(f"CPU-time ratio (trl CPU s/step / rmcore CPU s/step, less sensitive to other load): "
-              f"{median(trl.cpu_s) / median(rm.cpu_s):.2f}")
-        print(f"ratio rmcore/trl completions/s: {median(trl.step_s) / median(rm.step_s):.2f}")
+def measured(run, times: EngineTimes, args) -> None:
+    """run() with CUDA's peak allocation recorded above what was allocated when it started
+    (left-overs of an earlier engine are not charged to this one)."""
+    if args.device != "cuda":
+        return run()
+    gc.collect()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        run()
+    finally:
+        torch.cuda.synchronize()
+        times.peak_mib = max(times.peak_mib or 0.0, (torch.cuda.max_memory_allocated() - base) / 2**20)
+        gc.collect()
+
+
+def one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def parse_args(argv: list[str] | None = None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="tiny-gpt2", help=f"{' or '.join(MODELS)}, or a local model folder")
+    p.add_argument("--model", "--shape", dest="model", default="tiny-gpt2",
+                   help=f"{', '.join(MODELS)} (random init from config, no download), or a local model folder")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per engine")
     p.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps at the start of each round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps at the start of each round (>= 1: a step is "
+                                                         "timed from the end of the one before)")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                    help="torch.set_num_threads for both; default: cores - 1, as the app's runner uses")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--engines", default="both", choices=("both", "rmcore", "trl"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="auto: cuda if visible, else cpu")
+    p.add_argument("--engines", default="both", choices=("both", "rmcore", "trl"),
+                   help="trl includes the vLLM row on CUDA")
+    p.add_argument("--skip-vllm", action="store_true", help="no TRL + vLLM colocate row on CUDA")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak for MFU (default: bench/flops.py's bf16 table by GPU name; none on CPU)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("rounds", "steps", "warmup", "prompts", "samples", "new_tokens", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        p.error("--peak-tflops must be positive")
+    if args.json and not Path(args.json).resolve().parent.is_dir():  # found out before the run, not after
+        p.error(f"--json: the folder of {args.json} does not exist")
+    return args
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"vs_trl: --device cuda was asked for, but torch {torch.__version__} sees no CUDA GPU; "
+                         f"use --device cpu or auto.")
+    return name
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.device = resolve_device(args.device)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -246,29 +288,45 @@ def main(argv: list[str] | None = None) -> None:
     if args.engines != "rmcore":
         import trl
         trl_version = trl.__version__
+    cuda = args.device == "cuda"
+    machine = {"device": args.device, "device_name": torch.cuda.get_device_name() if cuda else "CPU",
+               "cpus": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
+               "trl": trl_version}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"transformers {transformers.__version__}, trl {trl_version}; load average before: {load_average()}")
-    rm, trl_times = EngineTimes(), EngineTimes()
+    if cuda:
+        precision = ("bf16: fp32 weights, bf16 autocast" if rmcore_precision(args)
+                     else "its CUDA default, bf16 weights (this TrainConfig has no precision field)")
+        print(f"device: {machine['device_name']}; rmcore precision {precision}; TRL bf16=True (fp32 weights, autocast)")
+    engines = {"rmcore": EngineTimes(), "trl": EngineTimes(), "trl-vllm": EngineTimes()}
     with tempfile.TemporaryDirectory(prefix="vs-trl-") as tmp:
         workdir = Path(tmp)
         path = prepare_model(args.model, workdir, seed=args.seed)
-        params = sum(p.numel() for p in transformers.AutoModelForCausalLM.from_pretrained(path).parameters())
+        counts = parameter_counts(transformers.AutoConfig.from_pretrained(path))
+        prompt_tokens = mean_prompt_tokens(path, args.seed)
         for round_no in range(1, args.rounds + 1):
             for engine in ("rmcore", "trl"):
                 if args.engines not in ("both", engine):
                     continue
                 torch.set_num_threads(args.threads)  # the same for both, whatever the other set
-                t = rm if engine == "rmcore" else trl_times
+                t = engines[engine]
                 before = len(t.step_s)
-                run_rmcore(path, args, t) if engine == "rmcore" else run_trl(path, args, t, workdir)
-                got = t.step_s[before:]
-                print(f"round {round_no} {engine:6s}: median step {median(got):.3f} s, CPU {median(t.cpu_s[before:]):.3f} s "
-                      f"({', '.join(f'{x:.2f}' for x in got)}), length {statistics.fmean(t.lengths[before:]):.1f}, "
-                      f"load {load_average()}", flush=True)
-    for name, t in (("rmcore", rm), ("trl", trl_times)):
+                run = (lambda: run_rmcore(path, args, t)) if engine == "rmcore" else \
+                    (lambda: run_trl(path, args, t, workdir))
+                measured(run, t, args)
+                print_run(f"round {round_no} {engine:6s}", t, before)
+        if args.engines != "rmcore":
+            torch.set_num_threads(args.threads)
+            run_vllm_row(path, args, engines["trl-vllm"], workdir)
+    for name, t in engines.items():
         if t.lengths and any(abs(x - args.new_tokens) > 1e-6 for x in t.lengths):
             print(f"warning: {name} completions were not all {args.new_tokens} tokens long: {t.lengths}")
-    report(args, params, rm, trl_times)
+    summary = report(args, machine, counts, prompt_tokens, engines)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as e:
+            raise SystemExit(f"vs_trl: could not write --json {args.json}: {e.strerror}.")
 
 
 if __name__ == "__main__":

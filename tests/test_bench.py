@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
+import flops  # noqa: E402
+import shapes  # noqa: E402
 import vs_trl  # noqa: E402
+import vs_trl_report  # noqa: E402
 
 HAS_TRL = importlib.util.find_spec("trl") is not None
 NO_TRL = "trl is not installed (pip install -r requirements-bench.txt); make test installs requirements-dev.txt only"
@@ -52,7 +55,7 @@ def test_bench_model_can_never_stop_early(tiny_lm_path, tmp_path):
 
 
 def test_gpt2_like_tokenizer_has_exactly_the_size_and_decodes_every_id():
-    tok = vs_trl.gpt2_like_tokenizer(3000)
+    tok = shapes.gpt2_like_tokenizer(3000)
     assert len(tok) == 3000
     text = tok.decode(list(range(2, 3000)), skip_special_tokens=True)
     assert len(text) > 3000  # filler ids decode to text too
@@ -75,6 +78,63 @@ def test_vs_trl_both_engines_alternate_and_print_the_ratio_last(tiny_lm_path):
     assert rounds == [("1", "rmcore"), ("1", "trl"), ("2", "rmcore"), ("2", "trl")], out
     assert re.search(r"trl\s+completions/s\s+[\d.]+", out) and "warning" not in out, out  # TRL too: 6 tokens each
     assert re.fullmatch(r"ratio rmcore/trl completions/s: \d+\.\d\d", out.strip().splitlines()[-1]), out
+
+
+def test_qwen_shape_has_the_dimensions_and_parameter_count_of_qwen2_5_0_5b():
+    """Counted on the meta device: no memory, no init. The real model has 494,032,768 parameters."""
+    config = shapes.qwen_0_5b_config()
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
+            config.intermediate_size, config.vocab_size) == (896, 24, 14, 2, 4864, 151_936)
+    assert config.tie_word_embeddings and config.rope_parameters["rope_theta"] == 1_000_000.0
+    total, non_embedding = flops.parameter_counts(config)
+    assert total == 494_032_768
+    assert non_embedding == total - 151_936 * 896  # the tied embedding counts once, as embedding
+
+
+def test_mfu_of_a_hand_computed_step():
+    # 10 FLOPs per parameter per token: N = 1e9, 10 rows x (90 + 10) tokens -> 1e13 FLOPs per step
+    assert flops.model_flops_per_step(10**9, 10, 90, 10) == 1e13
+    assert flops.mfu(1e13, 0.1, 1000.0) == pytest.approx(0.1)  # 1e14 FLOP/s of a 1,000 TFLOPs peak
+    assert flops.mfu(1e13, 0.1, None) is None
+    assert flops.peak_tflops("NVIDIA H200") == flops.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert flops.peak_tflops("NVIDIA H100 PCIe") == 756.0 and flops.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert flops.peak_tflops("NVIDIA L4") == 121.0 and flops.peak_tflops("NVIDIA L40S") == 362.0
+    assert flops.peak_tflops("NVIDIA GeForce GTX 1080") is None
+
+
+def test_vs_trl_gpu_report_prints_memory_mfu_and_the_target_last(capsys):
+    """The CUDA branch of the report, fed made-up step times (no GPU needed)."""
+    args = vs_trl.parse_args(["--device", "cuda", "--prompts", "2", "--samples", "2", "--new-tokens", "10"])
+    step = lambda s: vs_trl.EngineTimes(step_s=[s], cpu_s=[s], lengths=[10.0], peak_mib=2048.0)  # noqa: E731
+    rm, trl = step(1.0), step(2.0)
+    rm.split = {k: [0.1] for k in ("perf/generate_s", "perf/ref_forward_s", "perf/reward_s", "perf/update_s", "other")}
+    engines = {"rmcore": rm, "trl": trl, "trl-vllm": vs_trl.EngineTimes(skipped="vllm does not import")}
+    summary = vs_trl_report.report(args, {"device_name": "NVIDIA H200"}, (150, 100), 90.0, engines)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "target rmcore >= 1.5x trl (HF generate) on a GPU: PASS" and summary["pass"]
+    assert "ratio rmcore/trl completions/s: 2.00" in out and "trl-vllm skipped: vllm does not import" in out
+    # 10 x 100 parameters x 4 rows x 100 tokens = 4e5 FLOPs per 1 s step, of 989 TFLOPs
+    assert summary["engines"]["rmcore"]["mfu"] == pytest.approx(4e5 / 989e12)
+    assert any(re.fullmatch(r"rmcore\s+peak memory 2,048 MiB .* MFU 0\.0%", line) for line in out), out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_vs_trl_cuda_without_a_gpu_fails_in_one_line():
+    out = subprocess.run([sys.executable, str(BENCH / "vs_trl.py"), "--device", "cuda"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "no CUDA GPU" in out.stderr, out.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not HAS_TRL, reason=NO_TRL)
+def test_vs_trl_short_mode_on_cuda_reports_memory_mfu_and_the_target(tiny_lm_path):
+    out = bench(str(BENCH / "vs_trl.py"), "--device", "cuda", "--model", tiny_lm_path, "--rounds", "1", "--steps", "2",
+                "--warmup", "1", "--prompts", "2", "--samples", "2", "--new-tokens", "6", "--skip-vllm")
+    assert re.search(r"^rmcore\s+peak memory [\d,]+ MiB .* MFU", out, flags=re.M), out
+    assert re.search(r"^trl\s+peak memory [\d,]+ MiB .* MFU", out, flags=re.M) and "warning" not in out, out
+    assert re.fullmatch(r"target rmcore >= 1.5x trl \(HF generate\) on a GPU: (PASS|FAIL)", out.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- ui_overhead
