@@ -11,7 +11,7 @@ import streamlit as st
 
 from rmcore import viz
 from rmcore.backbones import BACKBONES
-from rmcore.config import DEVICES, RM_FAMILIES, RewardModelConfig, field_help
+from rmcore.config import DEVICES, PRECISIONS, RM_FAMILIES, RewardModelConfig, field_help
 from rmcore.data import TASKS
 from rmcore.errors import RmcoreError
 from rmcore.losses import REWARD_MODEL_LOSSES
@@ -90,6 +90,8 @@ def config_form() -> tuple[dict, dict[str, float]]:
         values["max_length"] = int(number("max_length", "Max tokens", cols[0], min_value=1, step=16))
         values["max_grad_norm"] = number("max_grad_norm", "Grad clip", cols[1], min_value=0.0, step=0.5)
         values["device"] = cols[2].selectbox("Device", DEVICES, key="rm.device", persist_state="session")
+        values["precision"] = cols[2].selectbox("Precision", PRECISIONS, key="rm.precision", persist_state="session",
+                                                help=field_help(RewardModelConfig, "precision"))
         values["trust_remote_code"] = cols[3].checkbox("Trust remote code", key="rm.trust_remote_code",
                                                        help=field_help(RewardModelConfig, "trust_remote_code"))
         for col, name in zip(st.columns(4), ("dataset_split", "prompt_column", "chosen_column", "rejected_column")):

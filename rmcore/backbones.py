@@ -58,16 +58,12 @@ def resolve_device(name: str = "auto") -> "torch.device":
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu.")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu.")
-    if name not in ("cpu", "cuda", "mps"):
+    if name.startswith("cuda:"):  # one GPU of several (rmcore.placement)
+        from rmcore.placement import check_device
+        check_device(name)
+    elif name not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
     return torch.device(name)
-
-
-def model_dtype(device: "torch.device") -> "torch.dtype":
-    """bf16 on CUDA (halves memory, tensor cores), fp32 elsewhere (CPU bf16 is slow and lossy)."""
-    import torch
-
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def describe_device(name: str = "auto") -> str:
@@ -99,14 +95,19 @@ def resolve_backbone_path(backbone: str, *, runs_dir=None, on_progress: Callable
 
 
 def load_causal_lm(backbone: str, *, device: "torch.device", trust_remote_code: bool = False,
-                   runs_dir=None, on_progress: Callable | None = None):
-    """(model, tokenizer) for a causal LM, ready for left-padded batched generation."""
+                   runs_dir=None, on_progress: Callable | None = None, dtype: "torch.dtype | None" = None):
+    """(model, tokenizer) for a causal LM, ready for left-padded batched generation.
+
+    Weights load in float32 unless dtype says otherwise: a model that trains keeps fp32
+    weights even at bf16 precision (rmcore.precision).
+    """
+    import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_backbone_path(backbone, runs_dir=runs_dir, on_progress=on_progress)
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model = _from_pretrained(AutoModelForCausalLM, path, trust_remote_code=trust_remote_code,
-                             dtype=model_dtype(device))
+                             dtype=dtype or torch.float32)
     model.to(device)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,6 +1,7 @@
 """Policy checkpoints: save, prune, and load back into a session to resume a run.
 
-A checkpoint folder holds the policy and tokenizer (`save_pretrained`, safetensors), the
+A checkpoint folder holds the policy (a LoRA run: its adapter alone) and tokenizer
+(`save_pretrained`, safetensors), the
 value head (safetensors), the optimizer state (`optimizer.pt`, read back with
 `weights_only=True`: tensors and numbers, never arbitrary pickles) and `trainer_state.json`
 (step, EMA baseline). The data order and sampling RNG are re-seeded from (seed, step) every
@@ -48,10 +49,15 @@ def load_checkpoint(s, path: str | Path) -> int:
     """
     from transformers import AutoModelForCausalLM
 
+    from rmcore.lora import is_adapter_checkpoint, load_adapter_weights
+
     path = Path(path)
     state = json.loads((path / "trainer_state.json").read_text())
-    saved = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=s.policy.dtype)
-    s.policy.load_state_dict(saved.state_dict())
+    if is_adapter_checkpoint(path):  # a LoRA run saved its adapter alone (rmcore.lora)
+        load_adapter_weights(s.policy, path, s.device)
+    else:
+        saved = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=s.policy.dtype)
+        s.policy.load_state_dict(saved.state_dict())
     if s.value_head is not None:
         from safetensors.torch import load_file
 

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_id")
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", default=None, help="Output folder (default: the run's folder/export).")
+    merge = runs_sub.add_parser("merge", help="Fold a LoRA run's adapter into its base model: a plain model "
+                                              "folder any --backbone accepts.")
+    merge.add_argument("run_id")
+    merge.add_argument("--out", default=None, help="Output folder (default: the run's folder/merged).")
     resume = runs_sub.add_parser("resume", help="Continue an interrupted, failed or stopped run from its "
                                                 "latest checkpoint to its planned steps.")
     resume.add_argument("run_id")
@@ -157,9 +161,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     from pathlib import Path
 
+    if args.runs_command == "merge":
+        return cmd_merge(store, args.run_id, args.out)
     paths = store.export(args.run_id, args.format, Path(args.out) if args.out else None)
     for path in paths:
         print(path)
+    return 0
+
+
+def cmd_merge(store, run_id: str, out: str | None) -> int:
+    from pathlib import Path
+
+    from rmcore.errors import ConfigError
+    from rmcore.lora import merge_checkpoint
+
+    run = store.get_run(run_id)
+    checkpoint = store.latest_checkpoint(run_id)
+    if checkpoint is None:
+        raise ConfigError(f"Run {run_id} has no checkpoint yet (it is {run['status']}).")
+    print(merge_checkpoint(checkpoint, Path(out) if out else store.run_dir(run_id) / "merged"))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,6 +20,7 @@ KL_PLACEMENTS = ("reward", "loss")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BASELINES = ("ema", "greedy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")  # rmcore.precision
 RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_eval: SCALAR, EMBEDDING
 
 
@@ -84,13 +86,21 @@ class TrainConfig:
     top_p: float = _f(1.0, "Nucleus sampling p for rollouts (1 = off).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")
     seed: int = _f(0, "Random seed: same config and seed on CPU give the same metrics.")
+    lora_r: int = _f(0, "LoRA rank r: train rank-r adapters (peft) instead of the whole policy; 0 = off "
+                        "(full fine-tuning). The reference is then the base with the adapter off.")
+    lora_alpha: float = _f(16.0, "LoRA α: the adapters' update is scaled by α / r.")
+    lora_targets: str = _f("", "Modules LoRA adapts, comma-separated (empty = peft's default for the model "
+                               "type: c_attn on GPT-2, q_proj,v_proj on Llama and Qwen).")
 
     # --- reporting
     eval_every: int = _f(10, "Greedy eval on the fixed eval prompts every N steps (0 = only at the end).")
     eval_prompts: int = _f(16, "Number of fixed eval prompts.")
     log_generations: int = _f(4, "Sampled generations stored per step for the app.")
     checkpoint_every: int = _f(25, "Save a checkpoint every N steps for Resume (0 = only at the end); the newest 2 are kept.")
-    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda or mps.")
+    device: str = _f("auto", "auto (cuda > mps > cpu; with several GPUs the least-loaded one), cpu, cuda, "
+                             "cuda:N (one GPU of several) or mps.")
+    precision: str = _f("auto", "auto (bf16 on a CUDA GPU that has it, else fp32), fp32, or bf16: mixed precision "
+                                "with float32 weights and optimizer state and bf16 autocast forward passes.")
     trust_remote_code: bool = _f(False, "Allow a hub model to run its own code. Off unless you trust it.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +125,8 @@ class TrainConfig:
         _choice(self, "loss_norm", LOSS_NORMS)
         _choice(self, "rouge_type", ROUGE_TYPES)
         _choice(self, "baseline", BASELINES)
-        _choice(self, "device", DEVICES)
+        _check_device(self.device)
+        _choice(self, "precision", PRECISIONS)
         for name in ("steps", "batch_size", "samples_per_prompt", "max_new_tokens",
                      "ppo_epochs", "minibatches", "distinct_n", "eval_prompts", "target_length"):
             if getattr(self, name) < 1:
@@ -134,6 +145,10 @@ class TrainConfig:
             raise ConfigError("delta is non-zero but no reward_model is given (a run id or a folder).")
         if self.dpo_beta <= 0:
             raise ConfigError(f"dpo_beta must be positive, got {self.dpo_beta}.")
+        if not 0 <= self.lora_r <= 1024:
+            raise ConfigError(f"lora_r must be between 0 (off) and 1024, got {self.lora_r}.")
+        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ConfigError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}.")
         self._check_algorithm()
         return self
 
@@ -181,7 +196,10 @@ class RewardModelConfig:
     seed: int = _f(0, "Random seed.")
     eval_every: int = _f(25, "Held-out evaluation every N steps (0 = only at the end).")
     eval_pairs: int = _f(200, "Held-out pairs used for evaluation.")
-    device: str = _f("auto", "auto (cuda > mps > cpu), cpu, cuda or mps.")
+    device: str = _f("auto", "auto (cuda > mps > cpu; with several GPUs the least-loaded one), cpu, cuda, "
+                             "cuda:N (one GPU of several) or mps.")
+    precision: str = _f("auto", "auto (bf16 on a CUDA GPU that has it, else fp32), fp32, or bf16: mixed precision "
+                                "with float32 weights and optimizer state and bf16 autocast forward passes.")
     trust_remote_code: bool = _f(False, "Allow a hub model to run its own code. Off unless you trust it.")
 
     to_dict = TrainConfig.to_dict
@@ -203,7 +221,8 @@ class RewardModelConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}.")
         if self.focal_gamma < 0 or self.center_coef < 0 or self.eval_every < 0:
             raise ConfigError("focal_gamma, center_coef and eval_every must not be negative.")
-        _choice(self, "device", DEVICES)
+        _check_device(self.device)
+        _choice(self, "precision", PRECISIONS)
         _choice(self, "family", RM_FAMILIES)
         return self
 
@@ -235,3 +254,9 @@ def _check_types(cfg: Any) -> None:
 def _choice(cfg: Any, name: str, options: tuple[str, ...]) -> None:
     if getattr(cfg, name) not in options:
         raise ConfigError(f"{name} must be one of {', '.join(options)}; got {getattr(cfg, name)!r}.")
+
+
+def _check_device(device: str) -> None:
+    """DEVICES, or one GPU of several as cuda:N (rmcore.placement checks that GPU N is visible)."""
+    if device not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", device):
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N (one GPU); got {device!r}.")

@@ -21,6 +21,8 @@ from torch import Tensor
 from rmcore import advantages as adv
 from rmcore.errors import TrainingError
 from rmcore.kl import kl_estimate
+from rmcore.lora import reference_context
+from rmcore.precision import no_autocast
 from rmcore.losses import (actor_critic_loss, dpo_loss, grpo_loss, mle_loss, policy_gradient_loss,
                            ppo_loss, reduce_loss)
 from rmcore.rewards import distinct_n, fluency_from_logprobs, self_bleu
@@ -46,6 +48,7 @@ class Session:
     reward: Any                   # CompositeReward
     generator: torch.Generator    # sampling RNG (on the model's device)
     device: torch.device
+    precision: str = "fp32"       # rmcore.precision: 'bf16' runs the forward passes under autocast
     baseline: float | None = None  # EMA baseline state
     step: int = 0
 
@@ -55,6 +58,13 @@ class StepResult:
     metrics: dict[str, float]
     sample_rewards: dict[str, list[float]] = field(default_factory=dict)
     generations: list[dict] = field(default_factory=list)
+
+
+def reference_logprobs(s: Session, batch: Rollout, *, temperature: float = 1.0):
+    """response_logprobs under the frozen reference: a separate copy, or the LoRA policy with
+    its adapter off (rmcore.lora)."""
+    with reference_context(s.ref, s.policy):
+        return response_logprobs(s.ref, batch, temperature=temperature)
 
 
 def score(s: Session, batch: Rollout, prompts: list[str], refs: list[str], ref_lp_t1: Tensor | None):
@@ -89,10 +99,10 @@ def rollout_and_score(s: Session, prompts: list[str], refs: list[str], group: in
         if policy_forward:
             old_lp, entropy, hidden, _ = response_logprobs(s.policy, batch, temperature=cfg.temperature,
                                                            with_entropy=True, with_hidden=s.value_head is not None)
-            old_values = s.value_head(hidden.float()).squeeze(-1) if s.value_head is not None else None  # (N, T)
+            old_values = s.value_head(hidden.float()).float().squeeze(-1) if s.value_head is not None else None  # (N, T)
         ref_lp = ref_lp_t1 = None
         if s.ref is not None:
-            ref_lp, _, _, ref_lp_t1 = response_logprobs(s.ref, batch, temperature=cfg.temperature)
+            ref_lp, _, _, ref_lp_t1 = reference_logprobs(s, batch, temperature=cfg.temperature)
     timings["perf/ref_forward_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -187,7 +197,7 @@ def greedy_rewards(s: Session, prompts: list[str], refs: list[str]) -> Tensor:
     ref_t1 = None
     if s.ref is not None:
         with torch.inference_mode():
-            ref_t1 = response_logprobs(s.ref, batch)[3]
+            ref_t1 = reference_logprobs(s, batch)[3]
     return torch.tensor(score(s, batch, prompts, refs, ref_t1).total, device=s.device)
 
 
@@ -224,7 +234,7 @@ def minibatch_loss(s: Session, r: dict, mb: Rollout, idx: Tensor, advantages, re
     if fill_old:  # back into rollout order (idx is a permutation of every row)
         r["old_lp"] = torch.empty_like(logprobs).index_copy_(0, idx, logprobs.detach())
         r["entropy"] = torch.empty_like(entropy).index_copy_(0, idx, entropy.detach())
-    values = s.value_head(hidden.float()).squeeze(-1) if s.value_head is not None else None
+    values = s.value_head(hidden.float()).float().squeeze(-1) if s.value_head is not None else None  # fp32 under autocast
     A = advantages[idx] if advantages is not None else None
     if name == "ppo":
         loss, stats = ppo_loss(logprobs, r["old_lp"][idx], A, values, r["old_values"][idx], returns[idx], mask,
@@ -257,11 +267,12 @@ def backward_and_step(s: Session, loss: Tensor) -> None:
         raise TrainingError(f"non-finite loss at step {s.step} ({loss.item()}); "
                             "try a smaller learning rate.")
     s.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if s.cfg.max_grad_norm > 0:
-        params = [p for g in s.optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, s.cfg.max_grad_norm)
-    s.optimizer.step()
+    with no_autocast(s.device):  # the step runs inside the trainer's autocast; backward leaves it
+        loss.backward()
+        if s.cfg.max_grad_norm > 0:
+            params = [p for g in s.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, s.cfg.max_grad_norm)
+        s.optimizer.step()
 
 
 def rollout_metrics(s: Session, r: dict, kl_tok: Tensor | None) -> dict[str, float]:
@@ -317,7 +328,7 @@ def dpo_step(s: Session, pairs: list) -> StepResult:
     def seq_logps(model, b: Rollout) -> Tensor:  # log π(y|x) summed over response tokens  (B,)
         return (response_logprobs(model, b)[0] * b.response_mask).sum(-1)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), reference_context(s.ref, s.policy):
         ref_c, ref_r = seq_logps(s.ref, chosen).clone(), seq_logps(s.ref, rejected).clone()
     loss, stats = dpo_loss(seq_logps(s.policy, chosen), seq_logps(s.policy, rejected), ref_c, ref_r,
                            beta=s.cfg.dpo_beta)

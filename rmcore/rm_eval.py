@@ -21,13 +21,13 @@ error (Guo et al. 2017, arXiv:1706.04599, eq. 3).
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from rmcore.losses import embedding_distance
+from rmcore.precision import autocast
 from rmcore.rewards.model import (
     _pad_right,  # the scorer's own padding: identical inputs by construction
 )
@@ -125,14 +125,15 @@ def loss_inputs(loss: str, chosen: Tensor, rejected: Tensor) -> tuple[Tensor, Te
 
 @torch.no_grad()
 def evaluate(kind: str, model: Any, tokenizer: Any, pairs: list, device: torch.device,
-             objective: Callable[[Tensor, Tensor], tuple[Tensor, dict]]) -> tuple[dict[str, float], dict[str, list[float]]]:
+             objective: Callable[[Tensor, Tensor], tuple[Tensor, dict]], precision: str = "fp32") -> tuple[dict[str, float], dict[str, list[float]]]:
     """Held-out metrics (pairwise_metrics + eval/loss) and every pair's two rewards;
-    ``objective(chosen, rejected)`` is the training loss on rewards."""
+    ``objective(chosen, rejected)`` is the training loss on rewards; forward passes at
+    ``precision`` (rmcore.precision)."""
     model.eval()
     chosen, rejected = [], []
     for start in range(0, len(pairs), EVAL_BATCH):
         chunk = pairs[start:start + EVAL_BATCH]
-        with autocast(device):
+        with autocast(precision, device):
             c, r = pair_rewards(kind, model, tokenizer, [p.prompt for p in chunk], [p.chosen for p in chunk],
                                 [p.rejected for p in chunk], device)
         chosen.append(c)
@@ -141,11 +142,6 @@ def evaluate(kind: str, model: Any, tokenizer: Any, pairs: list, device: torch.d
     metrics = pairwise_metrics(chosen_t, rejected_t, [p.corruption for p in pairs])
     metrics["eval/loss"] = objective(chosen_t, rejected_t)[0].item()
     return metrics, {"chosen": chosen_t.tolist(), "rejected": rejected_t.tolist()}
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA with fp32 weights (AdamW updates would round away in bf16)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def calibration_bins(chosen: Tensor, rejected: Tensor, n_bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:

@@ -25,7 +25,6 @@ import torch
 from rmcore.backbones import (
     _from_pretrained,
     load_tokenizer,
-    model_dtype,
     resolve_backbone_path,
     resolve_device,
 )
@@ -33,11 +32,11 @@ from rmcore.config import RewardModelConfig
 from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
 from rmcore.losses import get_reward_model_loss
+from rmcore.precision import autocast, no_autocast, resolve_precision
 from rmcore.rm_eval import (
     EMBEDDING,
     SCALAR,
     EmbeddingScorer,
-    autocast,
     evaluate,
     loss_inputs,
     pair_rewards,
@@ -94,6 +93,7 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
     # --- set-up
     torch.manual_seed(cfg.seed)  # the fresh scalar head is drawn from this
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)  # fp32 weights either way
     if on_progress:
         on_progress(ProgressReport("load-data", 0.0, f"Loading preference pairs from {cfg.task}"))
     pool, held_out = load_pairs(cfg)
@@ -103,7 +103,7 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
     batches = pair_batches(len(pool), cfg.batch_size, random.Random(cfg.seed))
 
     def evaluate_now() -> tuple[dict[str, float], dict[str, list[float]]]:
-        return evaluate(kind, model, tokenizer, held_out, device, objective)
+        return evaluate(kind, model, tokenizer, held_out, device, objective, precision)
 
     # --- step 0: the starting point of every eval curve
     metrics, scores = evaluate_now()
@@ -115,14 +115,15 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
         t0 = time.perf_counter()
         batch = [pool[i] for i in next(batches)]
         model.train()
-        with autocast(device):
+        with autocast(precision, device):
             chosen, rejected = pair_rewards(kind, model, tokenizer, [p.prompt for p in batch],
                                             [p.chosen for p in batch], [p.rejected for p in batch], device)  # (B,)
         loss, stats = objective(chosen, rejected)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-        optimizer.step()
+        with no_autocast(device):
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+            optimizer.step()
         model.eval()
         seconds = time.perf_counter() - t0
         metrics = {**stats, "loss/total": loss.item(), "rm/grad_norm": float(grad_norm),
@@ -259,9 +260,10 @@ def resolve_reward_model(ref: str, runs_dir: str | Path | None = None) -> Path:
 
 
 def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool = False,
-                             runs_dir: str | Path | None = None, batch_size: int = 16):
+                             runs_dir: str | Path | None = None, batch_size: int = 16,
+                             dtype: torch.dtype = torch.float32):
     """The reward callable ``(prompts, completions, references) -> list[float]`` of a trained
-    reward model (run id or folder), frozen, scored in batches on ``device``."""
+    reward model (run id or folder), frozen, stored as ``dtype``, scored in batches on ``device``."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from rmcore.rewards import RewardModelScorer
@@ -272,7 +274,7 @@ def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool =
     device = torch.device(device)
     tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
     auto_cls = AutoModel if kind == EMBEDDING else AutoModelForSequenceClassification
-    model = _from_pretrained(auto_cls, str(folder), trust_remote_code=trust_remote_code, dtype=model_dtype(device))
+    model = _from_pretrained(auto_cls, str(folder), trust_remote_code=trust_remote_code, dtype=dtype)
     model.to(device).requires_grad_(False)
     if kind == EMBEDDING:
         return EmbeddingScorer(model, tokenizer, device, batch_size=batch_size)

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rmcore.chunked_logprobs import backbone_and_head, fits_one_chunk, head_logprobs, logits_logprobs
 from rmcore.errors import ConfigError
+
+# Sampling checks whether every row has ended once per this many tokens: each check is a
+# host-device sync, which per token stalls a GPU's queue of kernels.
+DONE_CHECK_EVERY = 8
 
 
 @dataclass
@@ -85,15 +90,30 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
         next_logits = first.logits                                         # (N, 1, V)
     next_pos = positions[:, -1:] + 1                                       # (N, 1)
     done = torch.zeros(n, dtype=torch.bool, device=prompt_ids.device)
-    tokens = []
-    for _ in range(max_new_tokens):
+    rng = None if greedy else _sampling_rng(generator, prompt_ids.device)
+    tokens, all_done, rng_states = [], [], []  # the last two since the last check
+    for step in range(max_new_tokens):
         logits = next_logits[:, -1, :].float()                             # (N, V)
         tok = logits.argmax(-1) if greedy else _sample_top_p(logits / temperature, top_p, generator)
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         tokens.append(tok)
         in_response = (~done).long()[:, None]  # the token just drawn, EOS included, is attended to
         done |= tok == eos
-        if bool(done.all()):
+        all_done.append(done.all())                                        # stays on the device
+        rng_states += [rng.get_state()] if rng is not None else []
+        if (step + 1) % DONE_CHECK_EVERY == 0 or step + 1 == max_new_tokens:
+            # One host sync per DONE_CHECK_EVERY tokens instead of per token. The steps drawn
+            # after every row was done are dropped, and the RNG goes back to where it stood
+            # then: the same rollout, and the same generator state, as stopping at once.
+            finished = torch.stack(all_done).nonzero()
+            if len(finished):
+                first = int(finished[0])
+                del tokens[len(tokens) - len(all_done) + first + 1:]
+                if rng is not None:
+                    rng.set_state(rng_states[first])
+                break
+            all_done, rng_states = [], []
+        if step + 1 == max_new_tokens:
             break
         attn = torch.cat([attn, in_response], 1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
@@ -107,6 +127,17 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
                    attention_mask=torch.cat([prompt_mask, resp_mask.long()], 1),
                    response_mask=resp_mask, prompt_len=prompt_ids.shape[1],
                    completions=[c.strip() for c in completions])
+
+
+def _sampling_rng(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """The generator torch.multinomial draws from: the one given, else the device's default."""
+    if generator is not None:
+        return generator
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return None  # another backend's default RNG: left as the extra draws leave it
 
 
 def response_mask_from_ids(resp: Tensor, eos_id: int) -> Tensor:
@@ -124,9 +155,47 @@ def response_logprobs(model, batch: Rollout, *, temperature: float = 1.0, with_e
     distribution the tokens were drawn from (as TRL does for GRPO/PPO ratios).
     Returns (logprobs (N,T), entropy (N,T) or None, hidden (N,T,H) or None, logits_t1 (N,T)).
     The last item is log-probs at temperature 1 (fluency is a property of the text).
+    On a big vocabulary the backbone gives the last hidden states and the LM head scores them
+    a chunk at a time (rmcore.chunked_logprobs): the (N, T, V) logits never exist at once.
     """
-    from rmcore.losses import entropy_from_logits, token_logprobs
+    parts = backbone_and_head(model)
+    n, t = batch.response_ids.shape
+    kwargs = dict(temperature=temperature, with_entropy=with_entropy)
+    # Logits that fit in one chunk take the model's own forward, the path this always was
+    # (same numbers, bit for bit); so does a model whose logits are not head(hidden).
+    if parts is None or fits_one_chunk(parts[1], n * t):
+        logits, hidden = _response_logits(model, batch, with_hidden=with_hidden)
+        logprobs, entropy, logprobs_t1 = logits_logprobs(logits, batch.response_ids, **kwargs)
+        return logprobs, entropy, hidden, logprobs_t1
+    backbone, head = parts
+    hidden = _response_hidden(backbone, batch)                                # (N, T, H)
+    logprobs, entropy, logprobs_t1 = head_logprobs(head, hidden, batch.response_ids, **kwargs)
+    return logprobs, entropy, hidden if with_hidden else None, logprobs_t1
 
+
+def _response_hidden(backbone, batch: Rollout) -> Tensor:
+    """The backbone's last-layer hidden states at the positions that predict y_0 … y_{T-1}: (N, T, H)."""
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    p, t = batch.prompt_len, batch.input_ids.shape[1] - batch.prompt_len
+    mask = batch.attention_mask
+    shared = distinct_prompts(batch.input_ids[:, :p], mask[:, :p])
+    if shared is None:
+        out = backbone(input_ids=batch.input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        return out.last_hidden_state[:, p - 1:-1, :]
+    # G samples per prompt: the prompt runs once per distinct prompt and the responses read
+    # its keys and values from the cache; same numbers as the full forward, and gradients
+    # reach the prompt positions through the cache.
+    first = _distinct_forward(backbone, shared)
+    hidden = [first.last_hidden_state[:, -1:, :].index_select(0, shared.inverse)]  # (N, 1, H)
+    if t > 1:  # y_0 … y_{T-2} predict y_1 … y_{T-1}; the last token predicts nothing we score
+        out = backbone(input_ids=batch.input_ids[:, p:-1], attention_mask=mask[:, :-1],
+                       position_ids=positions[:, p:-1], past_key_values=first.past_key_values, use_cache=True)
+        hidden.append(out.last_hidden_state)
+    return torch.cat(hidden, 1)
+
+
+def _response_logits(model, batch: Rollout, *, with_hidden: bool) -> tuple[Tensor, Tensor | None]:
+    """Full logits (N, T, V) predicting y_t, and the hidden states (N, T, H) when asked for."""
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     p, t = batch.prompt_len, batch.input_ids.shape[1] - batch.prompt_len
     mask = batch.attention_mask
@@ -138,25 +207,16 @@ def response_logprobs(model, batch: Rollout, *, temperature: float = 1.0, with_e
                     output_hidden_states=with_hidden, use_cache=False, logits_to_keep=t + 1)
         logits = [out.logits[:, :-1, :]]
         hidden = [out.hidden_states[-1][:, p - 1:-1, :]] if with_hidden else []
-    else:
-        # G samples per prompt: the prompt runs once per distinct prompt and the responses read
-        # its keys and values from the cache; same numbers as the full forward, and gradients
-        # reach the prompt positions through the cache.
+    else:  # G samples per prompt: see _response_hidden
         first, cache = prefill(model, shared, with_hidden=with_hidden)
         logits, hidden = [first.logits], [first.hidden] if with_hidden else []
-        if t > 1:  # y_0 … y_{T-2} predict y_1 … y_{T-1}; the last token predicts nothing we score
+        if t > 1:
             out = model(input_ids=batch.input_ids[:, p:-1], attention_mask=mask[:, :-1],
                         position_ids=positions[:, p:-1], past_key_values=cache, use_cache=True,
                         output_hidden_states=with_hidden)
             logits.append(out.logits)
             hidden += [out.hidden_states[-1]] if with_hidden else []
-    logits = torch.cat(logits, 1).float()                                  # (N, T, V) predicts y_t
-    tokens = batch.response_ids
-    logprobs = token_logprobs(logits / temperature, tokens)
-    logprobs_t1 = logprobs if temperature == 1.0 else token_logprobs(logits, tokens)
-    entropy = entropy_from_logits(logits / temperature) if with_entropy else None
-    hidden = torch.cat(hidden, 1) if with_hidden else None                  # (N, T, H)
-    return logprobs, entropy, hidden, logprobs_t1
+    return torch.cat(logits, 1), torch.cat(hidden, 1) if with_hidden else None
 
 
 @dataclass
@@ -191,14 +251,19 @@ def prefill(model, prompts: SharedPrompts, *, with_hidden: bool = False) -> tupl
     index-selected back to the N rows: a differentiable gather, so the gradients of the G rows
     sum into their shared prompt exactly as they would over G separate copies.
     """
-    positions = (prompts.mask.cumsum(-1) - 1).clamp(min=0)                 # (U, P)
-    out = model(input_ids=prompts.ids, attention_mask=prompts.mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1, output_hidden_states=with_hidden)
-    cache = out.past_key_values
-    cache.reorder_cache(prompts.inverse)                                   # U → N rows
+    out = _distinct_forward(model, prompts, logits_to_keep=1, output_hidden_states=with_hidden)
     logits = out.logits.index_select(0, prompts.inverse)                   # (N, 1, V)
     hidden = out.hidden_states[-1][:, -1:, :].index_select(0, prompts.inverse) if with_hidden else None
-    return Prefill(logits=logits, hidden=hidden), cache
+    return Prefill(logits=logits, hidden=hidden), out.past_key_values
+
+
+def _distinct_forward(net, prompts: SharedPrompts, **kwargs):
+    """`net` (the model or its backbone) over the distinct prompts, its cache gathered to N rows."""
+    positions = (prompts.mask.cumsum(-1) - 1).clamp(min=0)                 # (U, P)
+    out = net(input_ids=prompts.ids, attention_mask=prompts.mask, position_ids=positions, use_cache=True,
+              **kwargs)
+    out.past_key_values.reorder_cache(prompts.inverse)                     # U → N rows
+    return out
 
 
 def _sample_top_p(logits: Tensor, top_p: float, generator: torch.Generator | None) -> Tensor:

@@ -8,17 +8,15 @@ through the SQLite store, which the pages poll.
 A run's life: queued -> preparing (thread started; trainer progress messages) -> running
 (first step recorded) -> done | stopped | failed. A run whose thread is gone without a
 final status (the process died) is marked interrupted by the next Runner on that store.
-An interrupted, failed or stopped policy run with a checkpoint can be resumed: the same
-run id is queued again and continues from its latest checkpoint to its planned steps.
+An ended policy run can be resumed from its latest checkpoint (rmcore.resume).
 
 Bad input never reaches the store: submit() runs the trainer's preflight checks (config,
-data, context length, safetensors weights) before it writes anything.
+device, data, context length, safetensors weights) before it writes anything. Which device a
+run trains on (the least-loaded GPU of several) is rmcore.placement's job.
 """
 from __future__ import annotations
 
-import collections
-import json
-import os
+import dataclasses
 import sys
 import threading
 import time
@@ -27,16 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rmcore import placement
 from rmcore.config import RewardModelConfig, TrainConfig
 from rmcore.errors import ConfigError, RmcoreError
 from rmcore.events import ProgressReport, StepReport
+from rmcore.placement import DeviceQueues, resolve_device  # noqa: F401  (re-exported)
+from rmcore.resume import RESUMABLE_STATUSES, resume_plan
 from rmcore.safety import check_safetensors_folder
-from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
+from rmcore.store import TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
 
 # kind -> fn(config, on_step, should_stop, on_progress, run_dir); the trainer's return value is ignored.
 TrainFn = Callable[..., Any]
 OOM_HINT = " — try a smaller batch, fewer samples per prompt or fewer new tokens."
-RESUMABLE_STATUSES = ("interrupted", "failed", "stopped")
 PROGRESS_INTERVAL_S = 0.5  # at most 2 progress writes per second per run
 
 # Run ids owned by live runner threads of this process, across Runner instances: when the
@@ -69,10 +69,16 @@ def preflight(config: TrainConfig | RewardModelConfig, runs_dir: str | Path | No
     Policy runs: the trainer's preflight (fields, reward weights, data, batch vs dataset,
     context length; no weights loaded), the δ term's reward model must resolve, and local
     model folders must hold safetensors. Reward-model runs: their config checks and the
-    safetensors check (their trainer's data checks run when the run starts). runs_dir is
-    where a δ reward model given as a run id is looked up.
+    safetensors check (their trainer's data checks run when the run starts). Both: the
+    device must be there (cuda:N a visible GPU) and able to run the precision asked for. runs_dir is where a δ reward model given as a run
+    id is looked up.
     """
     config.validate()
+    placement.check_device(config.device)
+    from rmcore.backbones import resolve_device as torch_device
+    from rmcore.precision import resolve_precision
+
+    resolve_precision(config.precision, torch_device(config.device))  # the device is there and runs it
     if isinstance(config, TrainConfig):
         from rmcore.trainer import preflight as trainer_preflight
 
@@ -82,17 +88,6 @@ def preflight(config: TrainConfig | RewardModelConfig, runs_dir: str | Path | No
 
             check_safetensors_folder(str(resolve_reward_model(config.reward_model, runs_dir)))
     check_safetensors_folder(config.backbone)
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda > mps > cpu, as TrainConfig.device documents; other names unchanged."""
-    if device != "auto":
-        return device
-    import torch
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 def failure_message(exc: BaseException, step: int | None = None) -> str:
@@ -114,19 +109,6 @@ def failure_message(exc: BaseException, step: int | None = None) -> str:
     return text
 
 
-def _leave_a_core_for_the_ui() -> None:
-    """Cap torch's intra-op threads at cpu_count - 1 so the Streamlit server stays responsive.
-
-    Training in a thread shares the process (and the GIL) with the UI; with every core
-    busy in matmuls, page reruns stall. torch is imported here anyway to resolve "auto"
-    devices. Only ever lowers the count, once per process.
-    """
-    import torch
-    wanted = max(1, (os.cpu_count() or 1) - 1)
-    if torch.get_num_threads() > wanted:
-        torch.set_num_threads(wanted)
-
-
 @dataclass
 class _Job:
     run_id: str
@@ -141,21 +123,19 @@ class _Job:
 
 
 class Runner:
-    """Queue, start, stop and watch training runs; at most max_concurrent per device."""
+    """Queue, start, stop and watch training runs; one per GPU of several, else max_concurrent per device."""
 
     def __init__(self, runs_dir: str | Path | None = None, *, max_concurrent: int = 1,
                  train_fns: dict[str, TrainFn] | None = None) -> None:
         if max_concurrent < 1:
             raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}.")
         self.store = RunStore(runs_dir)
-        self.max_concurrent = max_concurrent
         self.train_fns = {**DEFAULT_TRAIN_FNS, **(train_fns or {})}
         self._lock = threading.Lock()
         self._resume_lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # queued or running in this runner
-        self._queues: dict[str, collections.deque[_Job]] = collections.defaultdict(collections.deque)
-        self._running: dict[str, set[str]] = collections.defaultdict(set)
-        _leave_a_core_for_the_ui()
+        self._queues = DeviceQueues(max_concurrent)
+        placement.leave_a_core_for_the_ui()
         with _LIVE_LOCK:
             live = set(_LIVE_IDS)
         self.store.mark_interrupted(except_ids=live)
@@ -192,10 +172,13 @@ class Runner:
         return kind
 
     def _record_and_enqueue(self, config: TrainConfig | RewardModelConfig, kind: str, name: str) -> str:
-        device = resolve_device(config.device)
-        run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
-                                       total_steps=config.steps, device=device)
-        self._enqueue(_Job(run_id, kind, config, device))
+        """The store keeps the config as given ("auto") and the device it was placed on; the
+        trainer gets that device, so "auto" on several GPUs trains where it was queued."""
+        with self._lock:  # place, record and queue as one step (DeviceQueues)
+            device = self._queues.place(config.device)
+            run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
+                                           total_steps=config.steps, device=device)
+            self._enqueue(_Job(run_id, kind, config.replace(device=device), device))
         return run_id
 
     def resume(self, run_id: str) -> str:
@@ -211,44 +194,31 @@ class Runner:
             return self._resume(run_id)
 
     def _resume(self, run_id: str) -> str:
-        run = self.store.get_run(run_id)
-        status = run["status"]
-        if self.is_live(run_id) or status in ACTIVE_STATUSES:
-            raise ConfigError(f"Run {run_id} is {status}; only a run that has ended can be resumed.")
-        if status not in RESUMABLE_STATUSES:
-            raise ConfigError(f"Run {run_id} is {status}; only interrupted, failed or stopped runs can be resumed.")
-        if run["kind"] != "policy":
-            raise ConfigError(f"Run {run_id} is a reward-model run; those cannot be resumed, start a new one.")
-        config = TrainConfig.from_dict(run["config"])
-        step, checkpoint = self._resume_point(run_id, int(run["last_step"] or 0))
-        if step >= config.steps:
-            raise ConfigError(f"Run {run_id} already reached its last step ({config.steps}); nothing to resume.")
+        run, config, step, checkpoint = resume_plan(self.store, run_id, live=self.is_live(run_id))
         preflight(config, self.store.runs_dir)  # the data or backbone may have gone since the run started
-        device = resolve_device(config.device)
-        self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…",
-                          from_statuses=RESUMABLE_STATUSES)
-        self._enqueue(_Job(run_id, "policy", config, device, resume_from=checkpoint, last_step=step))
+        with self._lock:
+            device = self._resume_device(run["device"], config.device)
+            self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…",
+                              from_statuses=RESUMABLE_STATUSES)
+            self._enqueue(_Job(run_id, "policy", config.replace(device=device), device,
+                               resume_from=checkpoint, last_step=step))
         return run_id
 
-    def _resume_point(self, run_id: str, last_step: int) -> tuple[int, str]:
-        """(step, folder) of the newest recorded checkpoint that is complete on disk.
-
-        The store is the source of truth: a checkpoint written but not yet recorded when the
-        process died may be half-saved. Older recorded ones may have been pruned from disk.
-        """
-        for step, path in reversed(self.store.checkpoints(run_id)):
-            state = Path(path) / "trainer_state.json"
-            if step <= last_step and state.is_file():
-                return int(json.loads(state.read_text())["step"]), path
-        raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start it again instead.")
+    def _resume_device(self, recorded: str | None, requested: str) -> str:
+        """The device the run was on, so the store's device stays true (reopen keeps it); its
+        config's choice again when that device is gone (fewer GPUs now). Call with self._lock held."""
+        try:
+            return self._queues.place(recorded or requested)
+        except ConfigError:
+            return self._queues.place(requested)
 
     def _enqueue(self, job: _Job) -> None:
+        """Call with self._lock held."""
         with _LIVE_LOCK:
             _LIVE_IDS.add(job.run_id)
-        with self._lock:
-            self._jobs[job.run_id] = job
-            self._queues[job.device].append(job)
-            self._start_ready(job.device)
+        self._jobs[job.run_id] = job
+        self._queues.push(job)
+        self._start_ready(job.device)
 
     def stop(self, run_id: str) -> bool:
         """Ask a run to stop; a queued run is dropped at once. False if it is not live here."""
@@ -258,9 +228,8 @@ class Runner:
             if job is None:
                 return False
             job.stop_event.set()
-            queued = job in self._queues[job.device]
+            queued = self._queues.drop(job)
             if queued:
-                self._queues[job.device].remove(job)
                 del self._jobs[run_id]
         if queued:
             self.store.set_status(run_id, "stopped", message="Stopped before it started.")
@@ -296,19 +265,13 @@ class Runner:
         """0 while it runs, 1 for the next in its device's queue, None if not live here."""
         with self._lock:
             job = self._jobs.get(run_id)
-            return None if job is None else self._position(job)
+            return None if job is None else self._queues.position(job)
 
     def active(self) -> list[dict[str, Any]]:
         """Live runs for the sidebar: run_id, status, device, position (0 = running)."""
         with self._lock:
             return [{"run_id": job.run_id, "status": job.status, "device": job.device,
-                     "position": self._position(job)} for job in self._jobs.values()]
-
-    def _position(self, job: _Job) -> int:
-        """Call with self._lock held."""
-        if job.run_id in self._running[job.device]:
-            return 0
-        return list(self._queues[job.device]).index(job) + 1
+                     "position": self._queues.position(job)} for job in self._jobs.values()]
 
     def wait(self, run_id: str, timeout: float = 60.0) -> str:
         """Block until the run reaches a terminal status or timeout; return the status then."""
@@ -323,10 +286,7 @@ class Runner:
 
     def _start_ready(self, device: str) -> None:
         """Start queued jobs while the device has free slots; call with self._lock held."""
-        queue, running = self._queues[device], self._running[device]
-        while queue and len(running) < self.max_concurrent:
-            job = queue.popleft()
-            running.add(job.run_id)
+        for job in self._queues.ready(device):
             job.status = "preparing"
             job.thread = threading.Thread(target=self._work, args=(job,), daemon=True,
                                           name=f"rmcore-run-{job.run_id}")
@@ -345,11 +305,14 @@ class Runner:
             store.set_status(run_id, "preparing", message=report.message)
 
         def on_step(report: StepReport) -> None:
+            if gpu := placement.gpu_metrics(job.device):  # here, not in the trainers: they know no device queue
+                report = dataclasses.replace(report, metrics={**report.metrics, **gpu})
             store.record_step(run_id, report)
             job.status, job.last_step = "running", int(report.step)
 
         try:
             store.set_status(run_id, "preparing", message="Starting…")
+            placement.claim_device(job.device)
             run_dir = store.run_dir(run_id)
             run_dir.mkdir(parents=True, exist_ok=True)
             resume = {"resume_from": job.resume_from} if job.resume_from else {}
@@ -364,7 +327,7 @@ class Runner:
                 traceback_module.print_exc()
         finally:
             with self._lock:
-                self._running[job.device].discard(run_id)
+                self._queues.finish(job)
                 self._jobs.pop(run_id, None)
                 self._start_ready(job.device)
             _forget(run_id)

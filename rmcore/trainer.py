@@ -23,9 +23,11 @@ from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
 from rmcore.facts import fact_metrics
-from rmcore.policy_step import Session, StepResult, dpo_step, online_step, score, sft_step
+from rmcore.lora import add_adapter
+from rmcore.policy_step import Session, StepResult, dpo_step, online_step, reference_logprobs, score, sft_step
+from rmcore.precision import autocast, frozen_dtype, resolve_precision
 from rmcore.rewards import Rouge, build_composite
-from rmcore.rollout import encode_prompts, response_logprobs, sample
+from rmcore.rollout import encode_prompts, sample
 
 
 def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: ShouldStop | None = None,
@@ -43,19 +45,21 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     # --- set-up
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)  # the policy's weights stay fp32 either way
     task, pool = load_pool(cfg)
     runs_dir = Path(run_dir).parent if run_dir else None  # where run ids (backbone, δ's reward model) resolve
     policy, tokenizer = load_causal_lm(cfg.backbone, device=device, trust_remote_code=cfg.trust_remote_code,
                                        runs_dir=runs_dir, on_progress=on_progress)
     encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
-    session = make_session(cfg, algo, policy, tokenizer, device, runs_dir=runs_dir)
+    session = make_session(cfg, algo, policy, tokenizer, device, runs_dir=runs_dir, precision=precision)
     eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
 
     # --- step 0 (the start of every eval curve), or the step a resumed run stopped at
     metrics: dict[str, float] = {}
     start = load_checkpoint(session, resume_from) if resume_from else 0
     if not resume_from:
-        metrics, gens = evaluate(session, eval_set)
+        with autocast(precision, device):
+            metrics, gens = evaluate(session, eval_set)
         on_step(StepReport(step=0, total_steps=cfg.steps, metrics=metrics, generations=gens))
 
     saved_at = start
@@ -70,18 +74,20 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         # Data order and sampling are seeded by (seed, step), so a resumed run continues exactly.
         picked = random.Random(f"{cfg.seed}-{step}").sample(range(len(pool)), cfg.batch_size)
         session.generator.manual_seed(cfg.seed * 1_000_003 + step)
-        if algo.kind == "online":
-            result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
-        elif algo.kind == "sft":
-            result = sft_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
-        else:
-            result = dpo_step(session, [pool[i] for i in picked])
+        with autocast(precision, device):  # forward passes; the update leaves autocast (backward_and_step)
+            if algo.kind == "online":
+                result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
+            elif algo.kind == "sft":
+                result = sft_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
+            else:
+                result = dpo_step(session, [pool[i] for i in picked])
         add_throughput(result, time.perf_counter() - t0)
 
         gens = result.generations
         last = step == cfg.steps
         if last or (cfg.eval_every and step % cfg.eval_every == 0):
-            eval_metrics, eval_gens = evaluate(session, eval_set)
+            with autocast(precision, device):
+                eval_metrics, eval_gens = evaluate(session, eval_set)
             result.metrics.update(eval_metrics)
             gens = gens + eval_gens
         checkpoint = None
@@ -141,18 +147,27 @@ def preflight(config: TrainConfig) -> None:
                           f"length ({limit}) to leave room for the prompt.")
 
 
-def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Path | None = None) -> Session:
-    """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward."""
+def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Path | None = None,
+                 precision: str = "fp32") -> Session:
+    """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward.
+
+    At bf16 the frozen models (reference, δ's reward model) are stored in bf16, half the
+    memory; the policy and value head keep fp32 weights so AdamW's small updates land.
+    """
     needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.kind == "pairs"
-    ref = copy.deepcopy(policy).eval().requires_grad_(False) if needs_ref else None
+    if cfg.lora_r:  # base frozen, adapters train; the reference is this model with them off
+        policy = add_adapter(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
+    ref = None
+    if needs_ref:
+        ref = policy if cfg.lora_r else copy.deepcopy(policy).to(frozen_dtype(precision)).eval().requires_grad_(False)
     value_head = None
-    params = list(policy.parameters())
+    params = [p for p in policy.parameters() if p.requires_grad]
     if algo.value_head:
         value_head = torch.nn.Linear(policy.config.hidden_size if hasattr(policy.config, "hidden_size")
                                      else policy.config.n_embd, 1).to(device)
         torch.nn.init.zeros_(value_head.weight)  # V ≡ bias at start: a neutral critic
         params += list(value_head.parameters())
-    rm_scorer = load_reward_model_scorer(cfg, device, runs_dir) if cfg.delta != 0 else None
+    rm_scorer = load_reward_model_scorer(cfg, device, runs_dir, frozen_dtype(precision)) if cfg.delta != 0 else None
     reward = build_composite(cfg.reward_weights(), rouge_type=cfg.rouge_type, distinct_n=cfg.distinct_n,
                              target_length=cfg.target_length, rm_scorer=rm_scorer)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -161,10 +176,10 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Pa
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     policy.eval()
     return Session(cfg=cfg, algo=algo, policy=policy, tokenizer=tokenizer, ref=ref, value_head=value_head,
-                   optimizer=optimizer, reward=reward, generator=generator, device=device)
+                   optimizer=optimizer, reward=reward, generator=generator, device=device, precision=precision)
 
 
-def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None):
+def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None, dtype=torch.float32):
     """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_trainer).
 
     A run id is looked up in the policy run's own runs dir, as the Runner's preflight does;
@@ -172,7 +187,8 @@ def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = N
     """
     from rmcore.rm_trainer import load_reward_model_scorer as load
 
-    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, runs_dir=runs_dir)
+    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, runs_dir=runs_dir,
+                dtype=dtype)
 
 
 @torch.no_grad()
@@ -183,7 +199,7 @@ def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
     ids, mask = encode_prompts(s.tokenizer, prompts, max_new_tokens=s.cfg.max_new_tokens, model=s.policy,
                                device=s.device)
     batch = sample(s.policy, s.tokenizer, ids, mask, max_new_tokens=s.cfg.max_new_tokens, greedy=True)
-    ref_t1 = response_logprobs(s.ref, batch)[3] if s.ref is not None else None
+    ref_t1 = reference_logprobs(s, batch)[3] if s.ref is not None else None
     breakdown = score(s, batch, prompts, refs, ref_t1)
     n = len(prompts)
     metrics = {"eval/reward": sum(breakdown.total) / n,

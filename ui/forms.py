@@ -18,9 +18,10 @@ from typing import Any
 
 import streamlit as st
 
-from rmcore.config import (BASELINES, DEVICES, KL_ESTIMATORS, KL_PLACEMENTS, LOSS_NORMS, ROUGE_TYPES,
-                           TrainConfig, field_help)
+from rmcore.config import (BASELINES, DEVICES, KL_ESTIMATORS, KL_PLACEMENTS, LOSS_NORMS, PRECISIONS,
+                           ROUGE_TYPES, TrainConfig, field_help)
 from rmcore.errors import ConfigError
+from rmcore.placement import device_choices
 from rmcore.safety import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS
 
 PREFIX = "cfg."
@@ -29,7 +30,7 @@ TASK_SOURCES = ("Built-in", "Hub dataset", "Upload a file")
 WEIGHTS = ("alpha", "beta", "gamma", "delta")  # text boxes, parsed on Launch (parse_number)
 CHOICES: dict[str, tuple[str, ...]] = {
     "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "loss_norm": LOSS_NORMS,
-    "rouge_type": ROUGE_TYPES, "baseline": BASELINES, "device": DEVICES}
+    "rouge_type": ROUGE_TYPES, "baseline": BASELINES, "device": DEVICES, "precision": PRECISIONS}
 LABELS = {
     "alpha": "α · ROUGE", "beta": "β · fluency", "gamma": "γ · diversity", "delta": "δ · reward model",
     "kl_coef": "KL coefficient", "kl_estimator": "KL estimator", "kl_placement": "KL placement",
@@ -40,7 +41,8 @@ LABELS = {
     "loss_norm": "Loss normalisation", "clip_eps": "Clip ε", "value_clip": "Value clip", "vf_coef": "Value-loss coef",
     "gae_gamma": "GAE γ", "gae_lambda": "GAE λ", "ppo_epochs": "PPO epochs", "dpo_beta": "DPO β",
     "top_p": "Top-p", "max_grad_norm": "Max grad norm", "eval_every": "Eval every (steps)",
-    "checkpoint_every": "Checkpoint every (steps)", "trust_remote_code": "Trust remote code"}
+    "checkpoint_every": "Checkpoint every (steps)", "trust_remote_code": "Trust remote code",
+    "precision": "Precision"}
 # Steps of the +/- buttons; the rest move by 0.05.
 FLOAT_STEPS = {"lr": 1e-5, "kl_coef": 0.01, "entropy_coef": 0.001, "dpo_beta": 0.05, "top_p": 0.05,
                "baseline_decay": 0.01, "gae_lambda": 0.01, "gae_gamma": 0.01}
@@ -92,8 +94,8 @@ def field_input(name: str, *, label: str | None = None, cls: type = TrainConfig)
     common = {"label": label or LABELS.get(name, name.replace("_", " ").capitalize()), "key": key(name),
               "help": field_help(cls, name), "persist_state": "session"}
     seeded = key(name) in st.session_state  # then the widget takes its value from session state
-    if name in CHOICES:
-        options = CHOICES[name]
+    if name in CHOICES:  # the device list is the machine's: cuda:0 … cuda:n-1 join it when n > 1 GPUs
+        options = device_choices() if name == "device" else CHOICES[name]
         return st.selectbox(options=options, **common, **({} if seeded else {"index": options.index(default)}))
     if isinstance(default, bool):
         return st.checkbox(**common, **({} if seeded else {"value": default}))

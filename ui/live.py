@@ -35,7 +35,8 @@ CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
 )
 HIDDEN_KEYS = ("reward/total_std",)
 RIGHT_AXIS = ("policy/entropy", "eval/response_length")  # other units and scales than their neighbours
-HEADER_KEYS = ("perf/step_time", "perf/samples_per_s")  # one row per training step: pace and throughput
+HEADER_KEYS = ("perf/step_time", "perf/samples_per_s",  # one row per training step: pace and throughput
+               "perf/gpu_mem_gb", "perf/gpu_util")        # on a GPU (rmcore.placement.gpu_metrics)
 
 
 def live_panel(run_id: str, smoothing: float = 0.0) -> None:
@@ -67,9 +68,10 @@ def live_panel(run_id: str, smoothing: float = 0.0) -> None:
 
 
 def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
-    """Status, step counter, progress bar, ETA, throughput; the failure or preparing message."""
+    """Status, step counter, progress bar, ETA, throughput, device and its GPU's figures; the
+    failure or preparing message."""
     status, last, total = run["status"], int(run["last_step"] or 0), int(run["total_steps"] or 0)
-    cols = st.columns(5)
+    cols = st.columns(6)
     with cols[0].container(key="live-status"):
         st.metric("Status", status)
     with cols[1].container(key="live-step"):
@@ -79,6 +81,10 @@ def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
     speed = _latest(metrics, "perf/samples_per_s")
     cols[3].metric("Samples / s", "—" if speed is None else f"{speed:.1f}")
     cols[4].metric("Elapsed", duration_text(_elapsed(run)))
+    with cols[5].container(key="live-device"):
+        st.metric("Device", run.get("device") or "—")
+    if gpu := gpu_text(metrics):
+        st.caption(gpu)
     if status == "queued":
         position = runner().queue_position(run["id"])
         where = f" (#{position} in line for {run['device']})" if position else ""
@@ -95,6 +101,20 @@ def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
         st.warning(run["message"])
     if total and status in ("running", "done", "stopped", "interrupted"):
         st.progress(min(last / total, 1.0), text=f"{last / total:.0%} of {total} steps")
+
+
+def gpu_text(metrics: pd.DataFrame) -> str:
+    """'Peak GPU memory 3.21 GB · GPU utilisation 87%' from a run's perf/gpu_* rows; '' without them.
+
+    perf/gpu_mem_gb is the peak since the run started, so its largest value is the run's peak.
+    """
+    parts = []
+    peak = metrics.loc[metrics["key"] == "perf/gpu_mem_gb", "value"].max()
+    if pd.notna(peak):
+        parts.append(f"Peak GPU memory {peak:.2f} GB")
+    if (util := _latest(metrics, "perf/gpu_util")) is not None:
+        parts.append(f"GPU utilisation {util:.0f}% (latest step)")
+    return " · ".join(parts)
 
 
 def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float) -> None:

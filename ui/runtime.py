@@ -75,6 +75,8 @@ def _active_runs(live_at_start: bool) -> None:
         st.caption("**Runs in progress**")
         for entry in sorted(active, key=lambda e: (e["device"], e["position"])):
             where = "running" if entry["position"] == 0 else f"queued #{entry['position']}"
+            if entry["device"].startswith("cuda:"):  # several GPUs, a queue each: say whose #2 it is
+                where += f" on {entry['device']}"
             name = store().get_run(entry["run_id"])["name"]
             st.page_link("pages/train.py", label=f"{name} · {where}",
                          icon=":material/play_circle:" if entry["position"] == 0 else ":material/schedule:",
