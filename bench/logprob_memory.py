@@ -12,17 +12,19 @@ Peak: on CPU the process's peak RSS during the call above its RSS just before (L
 reset through /proc/self/clear_refs; tracemalloc does not see torch's allocations); on CUDA
 torch.cuda.max_memory_allocated above what was allocated before. glibc keeps freed blocks
 below its mmap threshold (dynamic, up to 32 MB) in the heap, where fragmentation can hold
-RSS well above the live bytes when chunks are small (--chunk-mb 16 measured 2.45 GB vs
-0.20 GB); MALLOC_MMAP_THRESHOLD_=65536 in the environment makes RSS follow the live bytes.
-The shipped 64 MB chunks are above that threshold, so they are mmap'd and given back anyway.
+RSS well above the live bytes when chunks are small (--chunk-mb 16 measured 2.45 GB vs 0.20
+GB), so the children run with MALLOC_MMAP_THRESHOLD_=65536 (unless the environment sets it):
+RSS then follows the live bytes, as a GPU's caching allocator's peak does. The shipped 64 MB
+chunks are above the threshold either way.
 
-    python bench/logprob_memory.py                              # CPU: 32 rows x 128 tokens
+    python bench/logprob_memory.py                              # CPU: 16 rows x 128 tokens
     python bench/logprob_memory.py --device cuda --rows 64 --tokens 128
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -126,7 +128,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab", type=int, default=QWEN_VOCAB)
     ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--rows", type=int, default=32, help="N: responses in the batch")
+    ap.add_argument("--rows", type=int, default=16, help="N: responses in the batch (full path: 10 GB at 16 x 128)")
     ap.add_argument("--tokens", type=int, default=128, help="T: response tokens per row")
     ap.add_argument("--prompt", type=int, default=16, help="P: prompt tokens per row")
     ap.add_argument("--group", type=int, default=1, help="G: rows per distinct prompt (>1: the shared-prompt path)")
@@ -139,13 +141,15 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     results = {}
+    env = {"MALLOC_MMAP_THRESHOLD_": "65536", **os.environ}
     for path in ("full", "chunked"):
         out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--path", path],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=env)
         results[path] = json.loads(out.stdout.strip().splitlines()[-1])
     logits_gb = args.rows * args.tokens * args.vocab * 4 / 1e9
     print(f"vocab {args.vocab:,}, hidden {args.hidden}, {args.rows} rows x {args.tokens} tokens "
-          f"(G={args.group}), {args.device}; one fp32 (N, T, V) logits tensor = {logits_gb:.2f} GB")
+          f"(G={args.group}), {args.device}; one fp32 (N, T, V) logits tensor = {logits_gb:.2f} GB; "
+          f"MALLOC_MMAP_THRESHOLD_={env['MALLOC_MMAP_THRESHOLD_']}")
     for path, r in results.items():
         print(f"{path:8s} peak {r['peak_bytes'] / 1e9:7.3f} GB   {r['seconds']:6.2f} s   "
               f"grad |sum| {r['grad_abs_sum']:.6e}   logprob sum {r['logprob_sum']:.6e}")

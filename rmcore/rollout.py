@@ -107,13 +107,13 @@ def sample(model, tokenizer, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new
             # then: the same rollout, and the same generator state, as stopping at once.
             finished = torch.stack(all_done).nonzero()
             if len(finished):
-                first = int(finished[0])
-                del tokens[len(tokens) - len(all_done) + first + 1:]
+                stop = int(finished[0])                                    # index in this window
+                del tokens[len(tokens) - len(all_done) + stop + 1:]
                 if rng is not None:
-                    rng.set_state(rng_states[first])
+                    rng.set_state(rng_states[stop])
                 break
             all_done, rng_states = [], []
-        if step + 1 == max_new_tokens:
+        if step + 1 == max_new_tokens:  # nothing reads the logits after the last token
             break
         attn = torch.cat([attn, in_response], 1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
