@@ -173,7 +173,7 @@ def cmd_merge(store, run_id: str, out: str | None) -> int:
     from pathlib import Path
 
     from rmcore.errors import ConfigError
-    from rmcore.lora import merge_checkpoint
+    from rmcore.lora_merge import merge_checkpoint
 
     run = store.get_run(run_id)
     checkpoint = store.latest_checkpoint(run_id)

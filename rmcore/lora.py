@@ -4,16 +4,17 @@ With ``lora_r > 0`` the policy becomes a peft model: its base weights are frozen
 the adapter matrices (and a value head, when the algorithm has one) train. The frozen
 reference is the same model with its adapter switched off (``reference_context``), so a
 LoRA run holds one copy of the base weights, not two. Checkpoints hold the adapter alone
-(``adapter_config.json`` + ``adapter_model.safetensors``); ``merge_checkpoint`` folds it into
+(``adapter_config.json`` + ``adapter_model.safetensors``); rmcore.lora_merge folds it into
 its base and writes a plain model folder any backbone field accepts.
+
+This module reads only peft and rmcore.errors: the rollout imports it, so it must not reach
+back into backbones (that was an import cycle).
 """
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from rmcore.errors import ConfigError
 
@@ -71,37 +72,3 @@ def load_adapter_weights(policy, path: str | Path, device: Any) -> None:
     unexpected = list(getattr(result, "unexpected_keys", []))
     if unexpected:
         raise ConfigError(f"{path} holds adapter weights this run's LoRA does not have ({unexpected[0]}, …).")
-
-
-def merge_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, base: str | Path | None = None) -> Path:
-    """Fold a LoRA checkpoint into its base model and save a plain model folder (safetensors).
-
-    base: the backbone folder; default the one recorded in the adapter's config.
-    """
-    import dataclasses
-    import json
-
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from rmcore.backbones import _from_pretrained, load_tokenizer
-
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if not is_adapter_checkpoint(checkpoint):
-        raise ConfigError(f"{checkpoint} is not a LoRA checkpoint (no {ADAPTER_CONFIG}); it is a full model already.")
-    saved = json.loads((checkpoint / ADAPTER_CONFIG).read_text())
-    base = base or saved.get("base_model_name_or_path") or ""
-    if not base:
-        raise ConfigError(f"{checkpoint} does not record its base model; pass it (base=...).")
-    # The adapter is rebuilt from its JSON config and its safetensors weights, not with
-    # PeftModel.from_pretrained, which would fall back to a pickled adapter_model.bin.
-    init_fields = {f.name for f in dataclasses.fields(LoraConfig) if f.init}
-    config = LoraConfig(**{k: v for k, v in saved.items() if k in init_fields})
-    model = _from_pretrained(AutoModelForCausalLM, str(base), trust_remote_code=False, dtype=torch.float32)
-    peft_model = get_peft_model(model, config)
-    load_adapter_weights(peft_model, checkpoint, "cpu")
-    merged = peft_model.merge_and_unload()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir, safe_serialization=True)
-    load_tokenizer(str(checkpoint)).save_pretrained(out_dir)
-    return out_dir

@@ -48,7 +48,6 @@ class Session:
     reward: Any                   # CompositeReward
     generator: torch.Generator    # sampling RNG (on the model's device)
     device: torch.device
-    precision: str = "fp32"       # rmcore.precision: 'bf16' runs the forward passes under autocast
     baseline: float | None = None  # EMA baseline state
     step: int = 0
 

@@ -176,7 +176,7 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Pa
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     policy.eval()
     return Session(cfg=cfg, algo=algo, policy=policy, tokenizer=tokenizer, ref=ref, value_head=value_head,
-                   optimizer=optimizer, reward=reward, generator=generator, device=device, precision=precision)
+                   optimizer=optimizer, reward=reward, generator=generator, device=device)
 
 
 def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None, dtype=torch.float32):

@@ -79,7 +79,7 @@ def test_lora_run_trains_adapters_leaves_the_base_and_checkpoints_the_adapter(lo
 
 def test_lora_checkpoint_merges_into_a_plain_model_with_the_same_outputs(tiny_lm_path, tmp_path):
     from rmcore.backbones import load_causal_lm
-    from rmcore.lora import merge_checkpoint
+    from rmcore.lora_merge import merge_checkpoint
     from rmcore.rollout import encode_pairs, response_logprobs
     from rmcore.trainer import train
 
@@ -142,3 +142,13 @@ def test_cli_trains_with_lora_and_merges_the_run(tiny_lm_path, tmp_path):
     assert merged.returncode == 0, merged.stderr
     assert Path(merged.stdout.strip()) == run_dir / "merged"
     load_causal_lm(merged.stdout.strip(), device=CPU)  # a plain model folder: loads as a backbone
+
+
+def test_lora_module_reads_no_other_rmcore_module_but_errors():
+    """The rollout imports rmcore.lora; were it to import backbones (which builds the built-in
+    model through warmstart → rollout) the modules would form an import cycle."""
+    import ast
+
+    source = (Path(__file__).resolve().parents[1] / "rmcore" / "lora.py").read_text()
+    imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert {m for m in imported if m and m.startswith("rmcore")} == {"rmcore.errors"}
