@@ -22,9 +22,11 @@ from torch import Tensor
 
 from rmcore.errors import ConfigError
 
-# exp(20) ≈ 4.9e8 is finite in fp32 and bf16, while exp(89) overflows fp32 to inf (and
-# inf times a 0 mask is NaN). No real token has |log_ratio| near 20, so the clamp only
-# ever touches padding or a diverged run. (fp16 overflows at exp(11): compute in fp32.)
+# Only exp(−log_ratio) can overflow, and only for a very negative log_ratio: exp(89) is inf
+# in fp32 (and inf times a 0 mask is NaN). So log_ratio is clamped from below at −20
+# (exp(20) ≈ 4.9e8, finite in fp32 and bf16); a large positive log_ratio — the policy far
+# above the reference, where the penalty must push back — is left exact, with its gradient.
+# (fp16 overflows at exp(11): compute in fp32.)
 K3_LOG_RATIO_CLAMP = 20.0
 
 
@@ -41,11 +43,12 @@ def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
 def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     """k3 = exp(−log_ratio) − 1 + log_ratio per token. (B, T) -> (B, T).
 
-    log_ratio is clamped to [−20, 20] for k3 only: it is the one estimator with an
+    log_ratio is clamped from below at −20 for k3 only: it is the one estimator with an
     exponential, and a padding token or a far-drifted policy with log_ratio < −88 would
-    overflow fp32 to inf. Inside the clamp the value is exact; outside, its gradient is 0.
+    overflow fp32 to inf. Above −20 the value and gradient are exact, however large log_ratio
+    is; below it the value is that of −20 and the gradient 0.
     """
-    log_ratio = torch.clamp(logprobs - ref_logprobs, -K3_LOG_RATIO_CLAMP, K3_LOG_RATIO_CLAMP)
+    log_ratio = torch.clamp(logprobs - ref_logprobs, min=-K3_LOG_RATIO_CLAMP)
     return torch.exp(-log_ratio) - 1 + log_ratio
 
 

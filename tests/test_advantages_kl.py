@@ -201,3 +201,23 @@ def test_kl_hand_values_nonnegativity_zero_and_errors():
     assert torch.isfinite(huge).all() and huge.item() == pytest.approx(math.exp(20) - 21)
     with pytest.raises(ValueError, match="k1, k2, k3"):
         kl_estimate(a, b, "k4")
+
+
+def test_k3_is_exact_with_its_gradient_for_large_positive_log_ratios():
+    """The policy far above the reference (log_ratio 50): k3 = e^−50 − 1 + 50 and d k3/d log π =
+    1 − e^−50, not the value and zero gradient of a clamp at 20."""
+    lp = t([50.0, 200.0]).requires_grad_()
+    k3 = kl_estimate(lp, t([0.0, 0.0]), "k3")
+    assert k3.tolist() == pytest.approx([math.exp(-50) - 1 + 50, 199.0], rel=1e-12)
+    k3.sum().backward()
+    assert lp.grad.tolist() == pytest.approx([1 - math.exp(-50), 1.0], rel=1e-12)
+
+
+def test_playground_k3_mean_matches_the_exact_kl_far_apart():
+    """μq = 3, σq = 0.2 against N(0, 1), inside the playground's slider ranges: exact KL 122.9;
+    the clamp at +20 made k3's sample mean 19.3."""
+    from rmcore.playground import kl_samples_gaussian
+
+    out = kl_samples_gaussian(0.0, 1.0, 3.0, 0.2, n=20_000, seed=0)
+    assert out.exact_kl == pytest.approx(122.9, abs=0.05)
+    assert out.estimates["k3"].mean() == pytest.approx(out.exact_kl, rel=0.05)
