@@ -8,6 +8,7 @@ from ui.nav import require_entrypoint
 from ui.plots import plotly_chart
 from ui.runtime import store
 from ui.state import seed_from_url, url_list, url_run_problem, write_url
+from ui.text import md_escape
 
 require_entrypoint()
 
@@ -26,7 +27,7 @@ ids = list(names)
 
 # Runs deleted since the link was made, or mistyped ids, are dropped from it with a note.
 if problems := [p for r in url_list("runs") if (p := url_run_problem(r, names))]:
-    st.error(" ".join(problems))
+    st.error(" ".join(md_escape(p) for p in problems))
 seed_from_url("cmp_runs", [r for r in url_list("runs") if r in names],
               valid=lambda v: isinstance(v, list) and set(v) <= set(ids), default=ids[:2])
 selected = st.multiselect("Runs", ids, key="cmp_runs", placeholder="Pick runs to compare",

@@ -5,6 +5,7 @@ from rmcore.errors import RmcoreError
 from ui.nav import require_entrypoint
 from ui.presets import PRESETS
 from ui.runtime import runner
+from ui.text import md_escape
 
 require_entrypoint()
 
@@ -34,7 +35,7 @@ for column, preset in zip(columns, PRESETS):
                 configs = preset.configs()
                 run_ids = runner().submit_many(configs, [cfg.name for cfg in configs])
             except RmcoreError as err:
-                st.error(str(err))
+                st.error(md_escape(str(err)))
             else:
                 st.switch_page("pages/compare.py", query_params={"runs": ",".join(run_ids)})
 

@@ -23,6 +23,7 @@ from ui.nav import require_entrypoint
 from ui.plots import plotly_chart
 from ui.runtime import runner, store
 from ui.state import seed_from_url, url_list, write_url
+from ui.text import md_escape
 
 require_entrypoint()
 
@@ -113,8 +114,10 @@ def corruption_bars(summary, names: dict[str, str]) -> go.Figure:
     columns = sorted(c for c in summary.columns if c.startswith("eval/accuracy/"))
     fig = go.Figure()
     for i, (run_id, row) in enumerate(summary.iterrows()):
-        fig.add_trace(go.Bar(x=[c.split("/", 2)[2] for c in columns], y=[row[c] for c in columns],
-                             name=names.get(run_id, run_id), marker={"color": viz.PALETTE[i % len(viz.PALETTE)]}))
+        fig.add_trace(go.Bar(x=[viz.plotly_escape(c.split("/", 2)[2]) for c in columns],
+                             y=[row[c] for c in columns],
+                             name=viz.plotly_escape(names.get(run_id, run_id)),
+                             marker={"color": viz.PALETTE[i % len(viz.PALETTE)]}))
     fig.update_layout(title="Held-out accuracy per corruption type", barmode="group", yaxis_range=[0, 1.05],
                       height=320, uirevision=",".join(summary.index), legend={"orientation": "h", "y": -0.3},
                       margin={"t": 40, "b": 10, "l": 10, "r": 10})
@@ -128,7 +131,8 @@ def calibration_figure(summary, names: dict[str, str]) -> go.Figure:
     for i, (run_id, row) in enumerate(summary.iterrows()):
         bins = calibration_from_metrics(row.dropna().to_dict())
         fig.add_trace(go.Scatter(x=[b["pred"] for b in bins], y=[b["obs"] for b in bins], mode="lines+markers",
-                                 name=f"{names.get(run_id, run_id)} (ECE {row.get('eval/ece', float('nan')):.3f})",
+                                 name=f"{viz.plotly_escape(names.get(run_id, run_id))} "
+                                      f"(ECE {row.get('eval/ece', float('nan')):.3f})",
                                  marker={"color": viz.PALETTE[i % len(viz.PALETTE)]},
                                  customdata=[b["count"] for b in bins],
                                  hovertemplate="σ(Δ) %{x:.2f}<br>won %{y:.2f}<br>%{customdata} pairs<extra></extra>"))
@@ -167,7 +171,7 @@ if launch or launch_many:
         if launch or losses:
             st.rerun()
     except RmcoreError as err:
-        st.error(str(err))
+        st.error(md_escape(str(err)))
 
 # --- the run picker and its controls (outside the polling fragments)
 runs = store().list_runs()

@@ -10,6 +10,7 @@ from rmcore.runner import RESUMABLE_STATUSES
 from rmcore.store import ACTIVE_STATUSES
 from ui.nav import require_entrypoint
 from ui.runtime import duration_text, runner, store
+from ui.text import md_escape
 
 require_entrypoint()
 
@@ -74,9 +75,9 @@ names = dict(zip(runs["id"], runs["name"]))
 selected = st.multiselect("Selected runs", ids, key=PICK, format_func=lambda r: f"{names[r]} · {r}",
                           placeholder="Click rows above or pick runs here")
 if notice := st.session_state.pop(NOTICE, ""):
-    st.info(notice)
+    st.info(md_escape(notice))
 for error in st.session_state.pop(ERRORS, []):
-    st.error(error)
+    st.error(md_escape(error))
 
 buttons = st.columns(6)
 if buttons[0].button("Open in Compare", key="runs_compare", disabled=not selected,

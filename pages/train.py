@@ -11,6 +11,7 @@ from ui.live import live_panel
 from ui.nav import require_entrypoint
 from ui.runtime import runner, store
 from ui.state import seed_from_url, url_run_problem, write_url
+from ui.text import md_escape
 
 require_entrypoint()
 
@@ -59,7 +60,7 @@ if launch or launch_many:
     try:
         run_ids = launch_runs(values, store().runs_dir / "uploads", None if launch else losses)
     except RmcoreError as err:
-        st.error(str(err))  # one sentence; nothing was written
+        st.error(md_escape(str(err)))  # one sentence; nothing was written
     else:
         if launch:
             st.session_state[RUN_KEY] = run_ids[0]
@@ -70,7 +71,7 @@ if launch or launch_many:
 # --- the run picker and its controls (outside the polling fragment)
 labels = {row.id: f"{row.name} · {row.id}" for row in runs.itertuples()}
 if problem := url_run_problem(st.query_params.get("run"), labels):
-    st.error(problem)  # a hand-edited or stale link: say so, then show another run
+    st.error(md_escape(problem))  # a hand-edited or stale link: say so, then show another run
 if runs.empty:
     st.info("No runs yet: keep the defaults and press **Launch** to watch a model learn.")
     st.stop()
@@ -106,6 +107,6 @@ with actions_col:
     buttons[2].page_link("pages/compare.py", label="Compare", icon=":material/stacked_line_chart:",
                          query_params={"runs": run_id})
 if resume_error:
-    st.error(resume_error)
+    st.error(md_escape(resume_error))
 
 live_panel(run_id, smoothing)

@@ -14,8 +14,9 @@ per-sample rewards are ``[step, idx, value]``.
 """
 from __future__ import annotations
 
+import html
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,13 @@ def _template() -> go.layout.Template:
 
 
 TEMPLATE = _template()
+
+
+def plotly_escape(value: Any) -> str:
+    """``value`` as Plotly text that shows as typed. Trace names, titles and tick labels render
+    <a href>, <b>, <br>, <span> and entities: a run named ``<a href="https://evil.example">``
+    would be a live link in the legend. Every name and title of these figures passes through it."""
+    return html.escape(str(value), quote=False)
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -172,12 +180,13 @@ def line_figure(df: pd.DataFrame, metric: str, x: str = "step", smoothing: float
             rx, ry = downsample(xs, ys, points)
             fig.add_trace(go.Scatter(x=rx, y=ry, mode="lines", line={"color": color, "width": 1},
                                        opacity=0.25, legendgroup=run_id, showlegend=False,
-                                       name=f"{label} (raw)", hoverinfo="skip"))
+                                       name=plotly_escape(f"{label} (raw)"), hoverinfo="skip"))
         sx, sy = downsample(xs, ema_smooth(ys, smoothing), points)
         fig.add_trace(go.Scatter(x=sx, y=sy, mode="lines+markers" if len(sx) < 3 else "lines",
                                    line={"color": color, "width": 2}, legendgroup=run_id,
-                                   name=label, meta=run_id))
-    fig.update_layout(title=title or metric, xaxis_title=X_AXES.get(x, x), yaxis_title=metric,
+                                   name=plotly_escape(label), meta=run_id))
+    fig.update_layout(title=plotly_escape(title or metric), xaxis_title=plotly_escape(X_AXES.get(x, x)),
+                      yaxis_title=plotly_escape(metric),
                       yaxis_type="log" if log_y else "linear", uirevision=uirevision or metric,
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 40, "b": 10, "l": 10, "r": 10},
                       height=340)
@@ -196,11 +205,11 @@ def terms_figure(df: pd.DataFrame, keys: list[str], smoothing: float = 0.0, uire
             continue
         xs, ys = downsample(rows["step"].to_numpy(), ema_smooth(rows["value"].to_numpy(float), smoothing))
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
-                                   name=key, line={"color": PALETTE[i % len(PALETTE)]},
+                                   name=plotly_escape(key), line={"color": PALETTE[i % len(PALETTE)]},
                                    yaxis="y2" if key in right_axis else "y"))
     if any(trace.yaxis == "y2" for trace in fig.data):
         fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "showgrid": False})
-    fig.update_layout(title=title, xaxis_title="Step", uirevision=uirevision or title, height=320,
+    fig.update_layout(title=plotly_escape(title), xaxis_title="Step", uirevision=uirevision or title, height=320,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig
 
@@ -218,8 +227,9 @@ def histogram_figure(values_by_run: Mapping[str, np.ndarray], nbins: int = 30, t
     xbins = shared_bins(list(arrays.values()), nbins)
     for i, (label, values) in enumerate(arrays.items()):
         color = (colors or {}).get(label, PALETTE[i % len(PALETTE)])
-        fig.add_trace(go.Histogram(x=values, name=str(label), opacity=0.6, xbins=xbins, marker={"color": color}))
-    fig.update_layout(barmode="overlay", title=title, xaxis_title="reward", yaxis_title="samples",
+        fig.add_trace(go.Histogram(x=values, name=plotly_escape(label), opacity=0.6, xbins=xbins,
+                                   marker={"color": color}))
+    fig.update_layout(barmode="overlay", title=plotly_escape(title), xaxis_title="reward", yaxis_title="samples",
                       uirevision=uirevision or title, height=320,
                       legend={"orientation": "h", "y": -0.25}, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig
@@ -267,6 +277,6 @@ def reward_heatmap(df: pd.DataFrame, value_bins: int = 30, title: str = "", uire
     fig = go.Figure(go.Heatmap(x=step_centers, y=value_centers, z=counts, colorscale="Viridis",
                                colorbar={"title": "samples"},
                                hovertemplate="step %{x:.0f}<br>reward %{y:.3f}<br>%{z} samples<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="Step", yaxis_title="reward", height=320,
+    fig.update_layout(title=plotly_escape(title), xaxis_title="Step", yaxis_title="reward", height=320,
                       uirevision=uirevision or title, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     return fig

@@ -304,3 +304,52 @@ def test_three_tabs_see_four_queued_runs_go_one_at_a_time(browser, tiny_lm_path,
     finally:
         context.close()
         server.kill()
+
+
+EVIL_LINK = "[Session expired: log in](https://evil.example)"
+EVIL_NAME = f'{EVIL_LINK} ![t](https://evil.example/t.png) <a href="https://evil.example">x</a>'
+FROM_EVIL = ("() => [...document.querySelectorAll('*')].flatMap(e => ['href', 'src', 'xlink:href']"
+             ".map(a => e.getAttribute(a)).filter(v => v && v.includes('evil.example')))")
+
+
+def test_crafted_link_in_the_url_and_a_run_name_show_as_text(browser, tmp_path) -> None:
+    """Issue item 6: text from the URL and from a run's name is drawn as text, never as a link
+    or an image, in the error banner, the Compare cards and the chart legend. Its own server,
+    no model: nothing is trained."""
+    from urllib.parse import quote
+
+    from rmcore.config import TrainConfig
+    from rmcore.events import StepReport
+
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(kind="policy", config=TrainConfig(steps=2).to_dict(), name=EVIL_NAME, total_steps=2)
+    for step in (1, 2):
+        store.record_step(run_id, StepReport(step, 2, {"reward/total": 0.1 * step}, generations=[
+            {"split": "eval", "prompt": "doc", "completion": EVIL_NAME, "reference": EVIL_LINK, "reward": 0.5,
+             "terms": {"rouge": 0.5}}]))
+    store.set_status(run_id, "done")
+    server = Server(tmp_path / "runs", tmp_path / "models", tmp_path / "streamlit.log").start()
+    tab = browser.new_page(viewport={"width": 1280, "height": 1600})
+    requests: list[str] = []
+    tab.on("request", lambda request: requests.append(request.url))
+    try:
+        open_page(tab, f"{server.url}/train?run={quote(EVIL_LINK, safe='')}")
+        banner = tab.locator("[data-testid=stAlertContentError]", has_text="Invalid run id")
+        expect(banner).to_be_visible(timeout=90_000)  # a cold server imports torch first
+        assert EVIL_LINK in banner.inner_text().replace("\u2060", "")  # the word joiners are invisible
+        assert tab.evaluate(FROM_EVIL) == []
+
+        open_page(tab, f"{server.url}/compare?runs={run_id}&metric=reward/total")
+        expect(tab.locator(".st-key-cmp-chart .legendtext")).to_have_count(1, timeout=60_000)
+        assert tab.locator(".st-key-cmp-chart .legendtext").text_content() == EVIL_NAME
+        card = tab.locator("[data-testid=stMarkdownContainer] strong", has_text="Session expired")
+        expect(card).to_have_count(1)
+        assert card.inner_text().replace("\u2060", "") == EVIL_NAME
+        answers = tab.locator("[data-testid=stMarkdownContainer]", has_text="Session expired")
+        expect(answers).to_have_count(2)  # the card's title and its answer
+        assert EVIL_NAME in answers.last.inner_text().replace("\u2060", "")
+        assert tab.evaluate(FROM_EVIL) == []
+        assert not [url for url in requests if "evil.example" in (urlparse(url).hostname or "")]  # no image fetched
+    finally:
+        tab.close()
+        server.kill()

@@ -9,6 +9,7 @@ import streamlit as st
 from rmcore import tables, viz
 from ui.plots import plotly_chart
 from ui.runtime import store
+from ui.text import md_escape
 
 COLUMNS_PER_ROW = 3
 # Beyond this many runs the eval answers and the reward distributions are tables, a row per
@@ -92,21 +93,22 @@ def eval_side_by_side(run_ids: list[str], names: dict[str, str]) -> None:
             if not match.empty:
                 reference = match["reference"].iloc[0]
                 break
-        st.markdown(f"**Reference:** {reference}")
+        st.markdown("**Reference**")
+        st.text(reference)
     if len(run_ids) > MAX_CARDS:
         answers_table(run_ids, names, latest, prompt)
         return
     for start in range(0, len(run_ids), COLUMNS_PER_ROW):
         for column, run_id in zip(st.columns(COLUMNS_PER_ROW), run_ids[start:start + COLUMNS_PER_ROW]):
             with column.container(border=True):
-                st.markdown(f"**{names.get(run_id, run_id)}**")
+                st.markdown(f"**{md_escape(names.get(run_id, run_id))}**")
                 row = _answer(latest, run_id, prompt)
                 if row is None:
                     st.caption("No eval answer for this prompt yet.")
                     continue
                 st.caption(f"step {int(row['step'])} · reward {row['reward']:.3f}")
-                st.write(row["completion"] or "*(empty)*")
-                st.caption(" · ".join(f"{term} {value:.3f}" for term, value in row["terms"].items()))
+                st.markdown(md_escape(row["completion"]) if row["completion"] else "*(empty)*")
+                st.caption(" · ".join(f"{md_escape(term)} {value:.3f}" for term, value in row["terms"].items()))
 
 
 def answers_table(run_ids: list[str], names: dict[str, str], latest: dict[str, pd.DataFrame], prompt: str) -> None:

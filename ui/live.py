@@ -24,6 +24,7 @@ from rmcore import tables, viz
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.plots import plotly_chart
 from ui.runtime import duration_text, runner, store
+from ui.text import md_escape
 
 POLL_S = 1.0         # header
 CHARTS_POLL_S = 3.0  # curves, reward distributions, generations
@@ -73,34 +74,34 @@ def run_header(run: dict[str, Any], metrics: pd.DataFrame) -> None:
     status, last, total = run["status"], int(run["last_step"] or 0), int(run["total_steps"] or 0)
     cols = st.columns(6)
     with cols[0].container(key="live-status"):
-        st.metric("Status", status)
+        st.metric("Status", md_escape(status))
     with cols[1].container(key="live-step"):
-        st.metric("Step", f"{last} / {total}")
+        st.metric("Step", f"{last:d} / {total:d}")
     eta = _eta(run, metrics)
     cols[2].metric("ETA", "—" if eta is None or status not in ACTIVE_STATUSES else duration_text(eta))
     speed = _latest(metrics, "perf/samples_per_s")
     cols[3].metric("Samples / s", "—" if speed is None else f"{speed:.1f}")
     cols[4].metric("Elapsed", duration_text(_elapsed(run)))
     with cols[5].container(key="live-device"):
-        st.metric("Device", run.get("device") or "—")
+        st.metric("Device", md_escape(run.get("device") or "—"))
     if gpu := gpu_text(metrics):
         st.caption(gpu)
     if status == "queued":
         position = runner().queue_position(run["id"])
-        where = f" (#{position} in line for {run['device']})" if position else ""
-        st.info(f"Queued{where}: it starts when the runs ahead of it finish.")
+        st.info(f"Queued (#{position:d} in line for {md_escape(run['device'])}): it starts when the runs ahead of "
+                "it finish." if position else "Queued: it starts when the runs ahead of it finish.")
     elif status == "preparing":
         message = run.get("message") or "Preparing…"
-        st.progress(_fraction(message), text=message)
+        st.progress(_fraction(message), text=md_escape(message))
     elif status == "failed":
-        st.error(f"**This run failed:** {run.get('error') or 'no message was recorded.'}")
+        st.error(f"**This run failed:** {md_escape(run.get('error') or 'no message was recorded.')}")
         if run.get("traceback"):
             with st.expander("Traceback"):
                 st.code(run["traceback"], language="text")
     elif status in ("stopped", "interrupted") and run.get("message"):
-        st.warning(run["message"])
+        st.warning(md_escape(run["message"]))
     if total and status in ("running", "done", "stopped", "interrupted"):
-        st.progress(min(last / total, 1.0), text=f"{last / total:.0%} of {total} steps")
+        st.progress(min(last / total, 1.0), text=f"{last / total:.0%} of {total:d} steps")
 
 
 def gpu_text(metrics: pd.DataFrame) -> str:
@@ -132,7 +133,8 @@ def distributions(run_id: str, metrics: pd.DataFrame) -> None:
     """Histogram of per-sample rewards at the latest step, and its heatmap over steps."""
     terms = ["total"] + sorted(k.split("/", 1)[1] for k in metrics["key"].unique()
                                if k.startswith("reward/") and k not in ("reward/total", *HIDDEN_KEYS))
-    term = st.segmented_control("Reward distribution of", terms, default="total", key="live-term") or "total"
+    term = st.segmented_control("Reward distribution of", terms, default="total", key="live-term",
+                                format_func=md_escape) or "total"
     rewards = store().sample_rewards(run_id, term=term)
     if rewards.empty:
         st.caption("No per-sample rewards for this run (MLE and DPO runs do not sample).")
@@ -158,11 +160,11 @@ def generations(run_id: str) -> None:
     follow = len(steps) == 1 or st.toggle("Follow the latest step", value=True, key="live-gen-follow")
     if follow:
         step = steps[-1]
-        st.caption(f"Step {step}")
+        st.caption(f"Step {step:d}")
     else:
         if st.session_state.get("live-gen-step") not in steps:
             st.session_state["live-gen-step"] = steps[-1]  # start the pick at the latest step
-        step = st.select_slider("Step", options=steps, key="live-gen-step")
+        step = st.select_slider("Step", options=steps, key="live-gen-step", format_func=md_escape)
     table = generation_table(store().generations(run_id, step=step))
     with st.container(key="live-generations"):
         st.dataframe(table, hide_index=True, width="stretch", column_config={

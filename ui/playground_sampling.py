@@ -17,6 +17,7 @@ from rmcore.errors import ConfigError
 from ui.playground_charts import (COLORS, bandit_estimates, bandit_learning, chart, columns_layout, fluency,
                                   kl_samples)
 from ui.playground_controls import choice, seed_input, slider, text, timed
+from ui.text import md_escape
 
 DEFAULT_REFERENCE = "Kelara Systems is eliminating 2,020 jobs worldwide, chief executive Viktor Torova told staff."
 DEFAULT_CANDIDATE = "Kelara Systems will cut 2,020 jobs, its chief executive said."
@@ -53,7 +54,7 @@ def kl_section() -> None:
             seed = seed_input("kl_seed", at=more[1])
             result = kl_samples(family, params, n, seed)
         except ConfigError as err:
-            st.error(str(err))
+            st.error(md_escape(str(err)))  # the logits typed, or from the URL
             return
         data, shapes = [], []
         for col, (name, values) in enumerate(result.estimates.items(), start=1):
@@ -68,7 +69,7 @@ def kl_section() -> None:
         chart(data, "kl_chart", 300, shapes=shapes, bargap=0, **columns_layout(["k1", "k2", "k3"]))
         st.dataframe(pd.DataFrame(pg.kl_summary(result)).set_index("estimator").round(4), width="stretch")
         st.markdown(
-            f"Dashed: the exact KL = {result.exact_kl:.4f}; solid: each estimator's mean over {n} samples (the "
+            f"Dashed: the exact KL = {result.exact_kl:.4f}; solid: each estimator's mean over {n:d} samples (the "
             "histograms hide the outer 1%). k1 is unbiased but noisy and often negative; k3 is unbiased, never "
             "negative, and far less noisy than k1 when p and q are close; k2 is quiet too but biased — E_p[k2] is "
             "what it really estimates, near the KL only for nearby distributions (try μ_q = 3). With "
@@ -99,7 +100,7 @@ def bandit_section() -> None:
             if len(rewards) != len(logits):
                 raise ConfigError(f"Give one logit per arm: {len(rewards)} rewards but {len(logits)} logits.")
         except ConfigError as err:
-            st.error(str(err))
+            st.error(md_escape(str(err)))
             return
         exact, estimates = bandit_estimates(tuple(logits), tuple(rewards), n, repeats, noise, seed)
         curves = bandit_learning(tuple(logits), tuple(rewards), n, noise, lr, seed)
@@ -119,7 +120,7 @@ def bandit_section() -> None:
             learn.append(dict(type="scatter", x=steps, y=runs.mean(0), name=name, line=dict(color=COLORS[name])))
         left, right = st.columns(2)
         with left:
-            st.caption(f"**Spread**: {repeats} gradient estimates from {n} pulls each, against the exact ∇J")
+            st.caption(f"**Spread**: {repeats:d} gradient estimates from {n:d} pulls each, against the exact ∇J")
             chart(spread, "bd_spread", 380, boxmode="group", yaxis_title="∂J/∂θ_k", hovermode="closest")
         with right:
             st.caption(f"**Learning**: 200 steps of θ ← θ + {lr:g}·ĝ, mean of {len(curves['reinforce'])} seeds "
@@ -170,7 +171,7 @@ def reward_section() -> None:
                 from rmcore.backbones import ensure_builtin
 
                 ensure_builtin(model_cache_dir(), on_progress=lambda r: bar.progress(min(max(r.fraction, 0.0), 1.0),
-                                                                                      text=r.message))
+                                                                                      text=md_escape(r.message)))
                 st.rerun()
         rows = pg.composite_rows(reference, candidates, {"rouge": alpha, "fluency": beta, "diversity": gamma},
                                  fluency=scores, rouge_type=rouge_type, distinct_n=distinct)

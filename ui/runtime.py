@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from rmcore.store import RunStore, default_runs_dir
+from ui.text import md_escape
 
 if TYPE_CHECKING:
     from rmcore.runner import Runner
@@ -59,7 +60,7 @@ def duration_text(seconds: float | None) -> str:
 def sidebar() -> None:
     """Device and the runs running or queued in this server; refreshes while any is live."""
     with st.sidebar:
-        st.caption(f"**Device:** {device_label()}")
+        st.caption(f"**Device:** {md_escape(device_label())}")
         _active_runs(bool(runner().active()))
 
 
@@ -78,8 +79,8 @@ def _active_runs(live_at_start: bool) -> None:
             if entry["device"].startswith("cuda:"):  # several GPUs, a queue each: say whose #2 it is
                 where += f" on {entry['device']}"
             name = store().get_run(entry["run_id"])["name"]
-            st.page_link("pages/train.py", label=f"{name} · {where}",
+            st.page_link("pages/train.py", label=f"{md_escape(name)} · {md_escape(where)}",
                          icon=":material/play_circle:" if entry["position"] == 0 else ":material/schedule:",
-                         query_params={"run": entry["run_id"]}, help=entry["run_id"])
+                         query_params={"run": entry["run_id"]}, help=md_escape(entry["run_id"]))
 
     panel()
