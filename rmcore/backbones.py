@@ -143,6 +143,59 @@ def _from_pretrained(auto_cls, path: str, *, trust_remote_code: bool, **kwargs):
             "connected machine (or set HF_HOME to a cache that has it) or pass a local folder path.") from exc
 
 
+# --------------------------------------------------------------------------- checks before a run
+# Any one of these is a tokenizer transformers can load (fast JSON, GPT-2 BPE, SentencePiece,
+# WordPiece). Without them AutoTokenizer may still "load" from config.json alone, and then
+# turns every text into no tokens: the run would train on empty text.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model", "vocab.txt")
+MAX_CONFIG_BYTES = 2**20  # config.json of the largest hub models is a few kB
+
+
+def check_model_folder(path: str, *, trust_remote_code: bool = False):
+    """For a local model folder: ConfigError unless it could load, without loading weights.
+
+    config.json (a small JSON object transformers knows), tokenizer files that turn text into
+    tokens, and readable safetensors weights (rmcore.safety). Returns the model's config
+    (transformers PretrainedConfig); None for what is not a local folder (a hub id).
+    """
+    from transformers import AutoConfig
+
+    from rmcore.safety import check_safetensors_folder
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return None
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(f"{path} has no config.json; pass a folder saved with save_pretrained.")
+    if config_file.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{config_file} is {config_file.stat().st_size} bytes; a model config is a few kB.")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, …); save the "
+                          "tokenizer into the folder too (tokenizer.save_pretrained).")
+    check_safetensors_folder(path)
+    model_config = _load_or_explain("the config", path, lambda: _from_pretrained(
+        AutoConfig, path, trust_remote_code=trust_remote_code))
+    tokenizer = _load_or_explain("the tokenizer", path,
+                                 lambda: load_tokenizer(path, trust_remote_code=trust_remote_code))
+    if not tokenizer("The quick brown fox.")["input_ids"]:
+        raise ConfigError(f"The tokenizer in {path} turns text into no tokens; its tokenizer files are "
+                          "incomplete (save them again with tokenizer.save_pretrained).")
+    return model_config
+
+
+def _load_or_explain(what: str, path: str, load: Callable):
+    """load(), with whatever a corrupt file makes transformers or tokenizers raise as one sentence."""
+    try:
+        return load()
+    except (ConfigError, HubUnavailableError):
+        raise
+    except Exception as exc:  # broken files raise anything from ValueError to a Rust panic's error
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"Cannot load {what} in {path}: {reason[:300].rstrip('.')}.") from None
+
+
 # --------------------------------------------------------------------------- built-in model
 def ensure_builtin(cache_dir: Path, *, on_progress: Callable | None = None, seed: int = 0) -> Path:
     """Path of the built tiny-gpt2, building it once (≤ 5 min on 2 cores) if absent."""

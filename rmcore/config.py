@@ -1,14 +1,18 @@
-"""Run configuration: one frozen dataclass per family, a help text on every field.
+"""Run configuration: one frozen dataclass per family, a help text and a range on every field.
 
 The help text (``field(metadata={"help": ...})``) is the single source for the CLI's
 ``--help`` and the app's tooltips, and the whole config is saved verbatim with each run.
-``validate()`` turns bad input into one ConfigError sentence before anything starts.
+``validate()`` turns bad input into one ConfigError sentence before anything starts: every
+number lies in its field's range (``metadata["bound"]``), which also keeps it inside what it
+feeds (float32 tensors, SQLite INTEGER, torch's seed), and every text is short, UTF-8 and free
+of control characters, since it becomes a path, a database value and a line of the CLI.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -23,9 +27,52 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")  # rmcore.precision
 RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_eval: SCALAR, EMBEDDING
 
+# Ends of the ranges: each far past any useful value, and small enough that products of them
+# stay finite in float32 (a weight of 1e6 on a reward of 1e3 is 1e9) and fit SQLite's 64-bit
+# INTEGER (steps are stored as total_steps).
+COEF_MAX = 1e6              # weights, coefficients, norms, margins, and the learning rate
+MAX_STEPS = 1_000_000
+MAX_BATCH = 100_000         # rows per batch or eval; the dataset bounds these further
+MAX_TOKENS = 1_000_000      # the model's context bounds these further (preflight)
+MAX_ROWS = 1_000_000        # = rmcore.data.files.MAX_ROWS
+MAX_SEED = 2**32 - 1        # the trainer seeds torch with seed·1_000_003 + step, which must stay < 2**64
+MIN_TEMPERATURE = 1e-3      # logits / temperature overflow float32 far below this
+PATH_FIELDS = ("backbone", "task", "reward_model")
+REQUIRED_TEXT = {"backbone": "'tiny-gpt2', a hub model id or a local model folder",
+                 "task": "'synth-news', a hub dataset or a local data file"}
+MAX_PATH_CHARS = 4096       # Linux PATH_MAX
+MAX_TEXT_CHARS = 200        # names, columns, splits, module lists
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+
+@dataclass(frozen=True)
+class Bound:
+    """low <= value <= high (low < value when open_low)."""
+    low: float
+    high: float
+    open_low: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """None when value is in range, else how the sentence about it goes on ("must be ...")."""
+        too_low = value <= self.low if self.open_low else value < self.low
+        if not (too_low or value > self.high):
+            return None
+        if self.high <= 1:  # a true interval such as [0, 1]: name both ends
+            return f"must be in {'(' if self.open_low else '['}{_number(self.low)}, {_number(self.high)}]"
+        if value > self.high:
+            return f"must be at most {_number(self.high)}"
+        if self.low == 0:
+            return "must be positive" if self.open_low else "must not be negative"
+        return f"must be at least {_number(self.low)}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _f(default: Any, help: str, low: float | None = None, high: float | None = None,
+       open_low: bool = False) -> Any:
+    bound = {} if low is None else {"bound": Bound(low, high, open_low)}
+    return field(default=default, metadata={"help": help, **bound})
 
 
 @dataclass(frozen=True)
@@ -44,59 +91,63 @@ class TrainConfig:
     name: str = _f("", "Optional run name shown in the app; empty = made from loss and time.")
 
     # --- reward r(y) = α·ROUGE + β·Fluency + γ·Diversity (+ δ·RM + BLEU + length)
-    alpha: float = _f(1.0, "α: weight of ROUGE F1 against the reference.")
-    beta: float = _f(0.2, "β: weight of fluency, exp(mean token log-prob under the frozen reference model).")
-    gamma: float = _f(0.1, "γ: weight of diversity, distinct-n of the sample.")
-    delta: float = _f(0.0, "δ: weight of the learned reward model's score (needs --reward-model).")
+    alpha: float = _f(1.0, "α: weight of ROUGE F1 against the reference.", -COEF_MAX, COEF_MAX)
+    beta: float = _f(0.2, "β: weight of fluency, exp(mean token log-prob under the frozen reference model).",
+                     -COEF_MAX, COEF_MAX)
+    gamma: float = _f(0.1, "γ: weight of diversity, distinct-n of the sample.", -COEF_MAX, COEF_MAX)
+    delta: float = _f(0.0, "δ: weight of the learned reward model's score (needs --reward-model).", -COEF_MAX, COEF_MAX)
     reward_model: str = _f("", "Reward-model run id or checkpoint folder for the δ term.")
-    bleu_weight: float = _f(0.0, "Weight of sentence BLEU (sacrebleu, 0..1) against the reference.")
-    length_weight: float = _f(0.0, "Weight of the length penalty -|words - target| / target.")
-    target_length: int = _f(20, "Target length in words for the length penalty.")
+    bleu_weight: float = _f(0.0, "Weight of sentence BLEU (sacrebleu, 0..1) against the reference.", -COEF_MAX, COEF_MAX)
+    length_weight: float = _f(0.0, "Weight of the length penalty -|words - target| / target.", -COEF_MAX, COEF_MAX)
+    target_length: int = _f(20, "Target length in words for the length penalty.", 1, 10_000)
     rouge_type: str = _f("rougeL", "ROUGE variant for the α term: rouge1, rouge2 or rougeL.")
-    distinct_n: int = _f(2, "n of distinct-n for the diversity term.")
+    distinct_n: int = _f(2, "n of distinct-n for the diversity term.", 1, 100)
 
     # --- regularisers shared by all policy losses
-    kl_coef: float = _f(0.05, "KL coefficient to the frozen reference model (0 = off).")
+    kl_coef: float = _f(0.05, "KL coefficient to the frozen reference model (0 = off).", 0, COEF_MAX)
     kl_estimator: str = _f("k3", "KL estimator: k1 (log-ratio), k2 (squared log-ratio / 2) or k3 (ratio - 1 - log-ratio).")
     kl_placement: str = _f("loss", "Where the KL penalty goes: 'reward' (per sequence, before advantages) or 'loss'.")
-    entropy_coef: float = _f(0.0, "Entropy bonus coefficient (0 = off).")
+    entropy_coef: float = _f(0.0, "Entropy bonus coefficient (0 = off).", 0, COEF_MAX)
     loss_norm: str = _f("token_mean", "Loss reduction: token_mean, seq_mean, or fixed_sum (Dr. GRPO: sum / max_new_tokens).")
 
     # --- algorithm options
-    clip_eps: float = _f(0.2, "PPO/GRPO ratio clip ε.")
-    value_clip: float = _f(0.2, "PPO value-function clip (0 = no clipping).")
-    vf_coef: float = _f(0.5, "Weight of the value loss (actor-critic, PPO).")
-    gae_gamma: float = _f(1.0, "GAE discount γ (PPO).")
-    gae_lambda: float = _f(0.95, "GAE λ (PPO).")
-    ppo_epochs: int = _f(2, "Optimisation epochs over each rollout batch (PPO, GRPO).")
-    minibatches: int = _f(1, "Minibatches per epoch (PPO, GRPO).")
+    clip_eps: float = _f(0.2, "PPO/GRPO ratio clip ε.", 0, COEF_MAX)
+    value_clip: float = _f(0.2, "PPO value-function clip (0 = no clipping).", 0, COEF_MAX)
+    vf_coef: float = _f(0.5, "Weight of the value loss (actor-critic, PPO).", 0, COEF_MAX)
+    gae_gamma: float = _f(1.0, "GAE discount γ (PPO).", 0, 1)
+    gae_lambda: float = _f(0.95, "GAE λ (PPO).", 0, 1)
+    ppo_epochs: int = _f(2, "Optimisation epochs over each rollout batch (PPO, GRPO).", 1, 1000)
+    minibatches: int = _f(1, "Minibatches per epoch (PPO, GRPO).", 1, MAX_BATCH)
     baseline: str = _f("ema", "Baseline for reinforce_baseline: 'ema' (moving average) or 'greedy' (self-critical).")
-    baseline_decay: float = _f(0.9, "Decay of the moving-average baseline.")
-    dpo_beta: float = _f(0.1, "DPO β: strength of the implicit KL to the reference.")
+    baseline_decay: float = _f(0.9, "Decay of the moving-average baseline.", 0, 1)
+    dpo_beta: float = _f(0.1, "DPO β: strength of the implicit KL to the reference.", 0, COEF_MAX, open_low=True)
 
     # --- optimisation and sampling
-    lr: float = _f(5e-5, "Learning rate (AdamW).")
-    steps: int = _f(50, "Optimizer steps (one rollout batch each).")
-    batch_size: int = _f(8, "Prompts per step.")
-    samples_per_prompt: int = _f(4, "Completions sampled per prompt (G); RLOO and GRPO need ≥ 2.")
+    lr: float = _f(5e-5, "Learning rate (AdamW).", 0, COEF_MAX, open_low=True)
+    steps: int = _f(50, "Optimizer steps (one rollout batch each).", 1, MAX_STEPS)
+    batch_size: int = _f(8, "Prompts per step.", 1, MAX_BATCH)
+    samples_per_prompt: int = _f(4, "Completions sampled per prompt (G); RLOO and GRPO need ≥ 2.", 1, 1024)
     max_new_tokens: int = _f(48, "Longest completion in tokens (48 holds every synth-news summary on the built-in "
-                                 "tokenizer: 25 tokens on average, 42 at most).")
+                                 "tokenizer: 25 tokens on average, 42 at most).", 1, MAX_TOKENS)
     temperature: float = _f(0.7, "Sampling temperature for rollouts. 0.7 by default: a small model's "
-                                 "samples at 1.0 are mostly noise, and RL on them can lower its greedy answers' reward.")
-    top_p: float = _f(1.0, "Nucleus sampling p for rollouts (1 = off).")
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")
-    seed: int = _f(0, "Random seed: same config and seed on CPU give the same metrics.")
+                                 "samples at 1.0 are mostly noise, and RL on them can lower its greedy answers' "
+                                 "reward.", 0, 100, open_low=True)
+    top_p: float = _f(1.0, "Nucleus sampling p for rollouts (1 = off).", 0, 1, open_low=True)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).", 0, COEF_MAX)
+    seed: int = _f(0, "Random seed: same config and seed on CPU give the same metrics.", 0, MAX_SEED)
     lora_r: int = _f(0, "LoRA rank r: train rank-r adapters (peft) instead of the whole policy; 0 = off "
-                        "(full fine-tuning). The reference is then the base with the adapter off.")
-    lora_alpha: float = _f(16.0, "LoRA α: the adapters' update is scaled by α / r.")
+                        "(full fine-tuning). The reference is then the base with the adapter off.", 0, 1024)
+    lora_alpha: float = _f(16.0, "LoRA α: the adapters' update is scaled by α / r.", 0, COEF_MAX, open_low=True)
     lora_targets: str = _f("", "Modules LoRA adapts, comma-separated (empty = peft's default for the model "
                                "type: c_attn on GPT-2, q_proj,v_proj on Llama and Qwen).")
 
     # --- reporting
-    eval_every: int = _f(10, "Greedy eval on the fixed eval prompts every N steps (0 = only at the end).")
-    eval_prompts: int = _f(16, "Number of fixed eval prompts.")
-    log_generations: int = _f(4, "Sampled generations stored per step for the app.")
-    checkpoint_every: int = _f(25, "Save a checkpoint every N steps for Resume (0 = only at the end); the newest 2 are kept.")
+    eval_every: int = _f(10, "Greedy eval on the fixed eval prompts every N steps (0 = only at the end).",
+                         0, MAX_STEPS)
+    eval_prompts: int = _f(16, "Number of fixed eval prompts.", 1, MAX_BATCH)
+    log_generations: int = _f(4, "Sampled generations stored per step for the app.", 0, MAX_BATCH)
+    checkpoint_every: int = _f(25, "Save a checkpoint every N steps for Resume (0 = only at the end); the newest 2 "
+                                   "are kept.", 0, MAX_STEPS)
     device: str = _f("auto", "auto (cuda > mps > cpu; with several GPUs the least-loaded one), cpu, cuda, "
                              "cuda:N (one GPU of several) or mps.")
     precision: str = _f("auto", "auto (bf16 on a CUDA GPU that has it, else fp32), fp32, or bf16: mixed precision "
@@ -115,11 +166,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError with one sentence naming the bad field; return self if fine."""
-        _check_types(self)
-        for name in ("alpha", "beta", "gamma", "delta", "bleu_weight", "length_weight", "kl_coef",
-                     "entropy_coef", "lr", "temperature", "top_p", "clip_eps", "dpo_beta"):
-            if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}.")
+        _check_fields(self)
         _choice(self, "kl_estimator", KL_ESTIMATORS)
         _choice(self, "kl_placement", KL_PLACEMENTS)
         _choice(self, "loss_norm", LOSS_NORMS)
@@ -127,28 +174,11 @@ class TrainConfig:
         _choice(self, "baseline", BASELINES)
         _check_device(self.device)
         _choice(self, "precision", PRECISIONS)
-        for name in ("steps", "batch_size", "samples_per_prompt", "max_new_tokens",
-                     "ppo_epochs", "minibatches", "distinct_n", "eval_prompts", "target_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("eval_every", "log_generations", "checkpoint_every", "kl_coef", "entropy_coef",
-                     "max_grad_norm", "value_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}.")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be positive, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if self.temperature < MIN_TEMPERATURE:
+            raise ConfigError(f"temperature must be at least {MIN_TEMPERATURE} (logits / temperature overflow "
+                              f"float32 below it), got {self.temperature!r}.")
         if self.delta != 0 and not self.reward_model:
             raise ConfigError("delta is non-zero but no reward_model is given (a run id or a folder).")
-        if self.dpo_beta <= 0:
-            raise ConfigError(f"dpo_beta must be positive, got {self.dpo_beta}.")
-        if not 0 <= self.lora_r <= 1024:
-            raise ConfigError(f"lora_r must be between 0 (off) and 1024, got {self.lora_r}.")
-        if not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
-            raise ConfigError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}.")
         self._check_algorithm()
         return self
 
@@ -185,17 +215,17 @@ class RewardModelConfig:
     chosen_column: str = _f("", "Column holding the preferred response (empty = guess).")
     rejected_column: str = _f("", "Column holding the dispreferred response (empty = guess).")
     name: str = _f("", "Optional run name shown in the app.")
-    margin: float = _f(0.0, "Margin m of Bradley-Terry, hinge and triplet losses.")
-    focal_gamma: float = _f(2.0, "γ of the focal loss (0 = Bradley-Terry).")
-    center_coef: float = _f(0.0, "Reward-centering coefficient: pushes mean scores towards 0.")
-    lr: float = _f(1e-4, "Learning rate (AdamW).")
-    steps: int = _f(200, "Optimizer steps.")
-    batch_size: int = _f(16, "Preference pairs per step.")
-    max_length: int = _f(256, "Longest prompt + response in tokens.")
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")
-    seed: int = _f(0, "Random seed.")
-    eval_every: int = _f(25, "Held-out evaluation every N steps (0 = only at the end).")
-    eval_pairs: int = _f(200, "Held-out pairs used for evaluation.")
+    margin: float = _f(0.0, "Margin m of Bradley-Terry, hinge and triplet losses.", 0, COEF_MAX)
+    focal_gamma: float = _f(2.0, "γ of the focal loss (0 = Bradley-Terry).", 0, 100)
+    center_coef: float = _f(0.0, "Reward-centering coefficient: pushes mean scores towards 0.", 0, COEF_MAX)
+    lr: float = _f(1e-4, "Learning rate (AdamW).", 0, COEF_MAX, open_low=True)
+    steps: int = _f(200, "Optimizer steps.", 1, MAX_STEPS)
+    batch_size: int = _f(16, "Preference pairs per step.", 1, MAX_BATCH)
+    max_length: int = _f(256, "Longest prompt + response in tokens.", 1, MAX_TOKENS)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).", 0, COEF_MAX)
+    seed: int = _f(0, "Random seed.", 0, MAX_SEED)
+    eval_every: int = _f(25, "Held-out evaluation every N steps (0 = only at the end).", 0, MAX_STEPS)
+    eval_pairs: int = _f(200, "Held-out pairs used for evaluation.", 1, MAX_ROWS)
     device: str = _f("auto", "auto (cuda > mps > cpu; with several GPUs the least-loaded one), cpu, cuda, "
                              "cuda:N (one GPU of several) or mps.")
     precision: str = _f("auto", "auto (bf16 on a CUDA GPU that has it, else fp32), fp32, or bf16: mixed precision "
@@ -210,21 +240,23 @@ class RewardModelConfig:
         return _from_dict(cls, data)
 
     def validate(self) -> "RewardModelConfig":
-        _check_types(self)
-        for name in ("margin", "focal_gamma", "center_coef", "lr"):
-            if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}.")
-        for name in ("steps", "batch_size", "max_length", "eval_pairs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}.")
-        if self.focal_gamma < 0 or self.center_coef < 0 or self.eval_every < 0:
-            raise ConfigError("focal_gamma, center_coef and eval_every must not be negative.")
+        """Raise ConfigError with one sentence naming the bad field; return self if fine."""
+        _check_fields(self)
         _check_device(self.device)
         _choice(self, "precision", PRECISIONS)
         _choice(self, "family", RM_FAMILIES)
+        self._check_loss()
         return self
+
+    def _check_loss(self) -> None:
+        """The loss exists and fits the family and margin (rmcore.rm_trainer); imported here to
+        keep this module light."""
+        from rmcore.losses import get_reward_model_loss
+        from rmcore.rm_trainer import loss_kwargs, reward_model_kind
+
+        get_reward_model_loss(self.loss)
+        reward_model_kind(self)
+        loss_kwargs(self)
 
 
 def field_help(cls: type, name: str) -> str:
@@ -240,15 +272,49 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**data)
 
 
-def _check_types(cfg: Any) -> None:
-    """Coercion is the caller's job; here a wrong type (e.g. text for alpha) is an error."""
+def _check_fields(cfg: Any) -> None:
+    """Every field: its type, then its range (numbers) or its length and characters (text)."""
     for f in fields(cfg):
         value, kind = getattr(cfg, f.name), type(f.default)
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
+            ok = True  # coercion is the caller's job; an int where a float goes is fine
         if not ok:
-            raise ConfigError(f"{f.name} must be {kind.__name__}, got {value!r}.")
+            raise ConfigError(f"{f.name} must be {kind.__name__}, got {_shown(value)}.")
+        if kind is str:
+            _check_text(f.name, value, MAX_PATH_CHARS if f.name in PATH_FIELDS else MAX_TEXT_CHARS)
+        elif kind is not bool:
+            if kind is float and not _finite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {_shown(value)}.")
+            if (problem := f.metadata["bound"].problem(value)) is not None:
+                raise ConfigError(f"{f.name} {problem}, got {_shown(value)}.")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past float range, e.g. 10**400
+        return False
+
+
+def _check_text(name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise ConfigError(f"{name} is {len(value)} characters long; at most {limit} are allowed.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate, e.g. an undecodable byte from argv
+        raise ConfigError(f"{name} is not valid UTF-8 text (it holds {value[err.start]!r}); "
+                          "use UTF-8 characters only.") from None
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ConfigError(f"{name} must not hold control characters such as newlines or NUL, got {_shown(value)}.")
+    if name in REQUIRED_TEXT and not value.strip():
+        raise ConfigError(f"{name} is empty; use {REQUIRED_TEXT[name]}.")
+
+
+def _shown(value: Any) -> str:
+    """repr for a message: escaped (one line, any terminal), cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _choice(cfg: Any, name: str, options: tuple[str, ...]) -> None:

@@ -262,16 +262,39 @@ def _norm(norm: dict) -> dict:
 
 
 def backward_and_step(s: Session, loss: Tensor) -> None:
+    """Backward, clip, step; a NaN or inf loss or gradient norm ends the run before the step,
+    so the weights (and the last checkpoint) stay as they were."""
     if not math.isfinite(loss.item()):
-        raise TrainingError(f"non-finite loss at step {s.step} ({loss.item()}); "
-                            "try a smaller learning rate.")
+        raise non_finite_error(s, "loss", loss.item())
     s.optimizer.zero_grad(set_to_none=True)
     with no_autocast(s.device):  # the step runs inside the trainer's autocast; backward leaves it
         loss.backward()
-        if s.cfg.max_grad_norm > 0:
-            params = [p for g in s.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, s.cfg.max_grad_norm)
+        params = [p for g in s.optimizer.param_groups for p in g["params"]]
+        # Measured with clipping off too (max_grad_norm 0; the grads are then scaled by 1.0):
+        # one inf gradient would make AdamW turn every weight it touches into NaN.
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, s.cfg.max_grad_norm or float("inf")).item()
+        if not math.isfinite(grad_norm):
+            raise non_finite_error(s, "gradient norm", grad_norm)
         s.optimizer.step()
+
+
+def non_finite_error(s: Session, what: str, value: float) -> TrainingError:
+    """The error that ends a run whose loss or gradient norm is NaN or inf, with the likely cause.
+
+    Before the first update (AdamW holds no state yet) the learning rate cannot be the
+    cause: the backbone's weights are non-finite already, or a loss term overflowed on
+    finite ones. After updates, too large a step is the usual cause.
+    """
+    fp32 = " or --precision fp32" if s.cfg.precision != "fp32" and s.device.type == "cuda" else ""
+    if s.optimizer.state:
+        clip = " or gradient clipping (--max-grad-norm 1)" if what != "loss" and s.cfg.max_grad_norm == 0 else ""
+        hint = f"try a smaller learning rate{clip}{fp32}"
+    elif not all(bool(torch.isfinite(p).all()) for p in s.policy.parameters()):
+        hint = "before any update, and the backbone's weights already hold NaN or inf: its checkpoint is corrupt"
+    else:
+        hint = (f"before any update, so not from the learning rate: the {s.algo.name} loss overflowed on finite "
+                f"weights; try smaller kl_coef, entropy_coef or vf_coef{fp32}")
+    return TrainingError(f"non-finite {what} at step {s.step} ({value}); {hint}.")
 
 
 def rollout_metrics(s: Session, r: dict, kl_tok: Tensor | None) -> dict[str, float]:

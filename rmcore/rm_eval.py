@@ -17,15 +17,21 @@ the response being judged. Batches are right-padded with the pad id, which is ho
 Evaluation: pairwise accuracy (overall and per corruption type), score statistics, and a
 reliability diagram of σ(Δ) against the observed win rate, with its expected calibration
 error (Guo et al. 2017, arXiv:1706.04599, eq. 3).
+
+Use: ``load_reward_model_scorer`` turns a run id or a checkpoint folder back into the reward
+callable of the policy's δ term, scoring exactly as the eval here did.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from rmcore.errors import ConfigError
 from rmcore.losses import embedding_distance
 from rmcore.precision import autocast
 from rmcore.rewards.model import (
@@ -223,3 +229,80 @@ def eval_summary(metrics: pd.DataFrame) -> pd.DataFrame:
     wide.columns.name = None
     wide.insert(0, "step", last_step)
     return wide.loc[last_step.index]
+
+
+# --------------------------------------------------------------------------- use as a reward
+INFO_FILE = "rm_info.json"  # written beside each checkpoint by rmcore.rm_trainer.save_checkpoint
+
+
+def resolve_reward_model(ref: str, runs_dir: str | Path | None = None) -> Path:
+    """The checkpoint folder named by ``ref``: a folder, or a reward-model run's latest checkpoint."""
+    from rmcore.store import RunStore, default_runs_dir, validate_run_id
+
+    ref = str(ref).strip()
+    if not ref:
+        raise ConfigError("No reward model given: pass a reward-model run id or a checkpoint folder.")
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"{folder} holds no saved model (no config.json); pass a checkpoint folder.")
+        return folder
+    runs = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    try:
+        validate_run_id(ref)
+        run = RunStore(runs).get_run(ref) if (runs / "rmcore.db").is_file() else None
+    except ConfigError:
+        run = None
+    if run is None:
+        raise ConfigError(f"Reward model {ref!r} is neither a checkpoint folder nor a run id in {runs}.")
+    if run["kind"] != "reward_model":
+        raise ConfigError(f"Run {ref} is a {run['kind']} run, not a reward model.")
+    checkpoint = RunStore(runs).latest_checkpoint(ref)
+    if checkpoint is None:
+        raise ConfigError(f"Reward-model run {ref} has no checkpoint yet (it is {run['status']}); "
+                          "one is saved when it finishes or is stopped.")
+    return Path(checkpoint)
+
+
+def saved_kind(folder: Path) -> str:
+    """SCALAR or EMBEDDING, as rm_info.json records; SCALAR for a folder without one (a reward
+    model saved by another tool). The file may be corrupt or replaced: anything but a small
+    JSON object naming a known kind is a ConfigError."""
+    path = Path(folder) / INFO_FILE
+    if not path.is_file():
+        return SCALAR
+    try:
+        info = json.loads(path.read_text(encoding="utf-8")) if path.stat().st_size <= 2**20 else None
+    except (ValueError, RecursionError):  # bad JSON or bad UTF-8 (UnicodeDecodeError is a ValueError)
+        info = None
+    kind = info.get("kind", SCALAR) if isinstance(info, dict) else None
+    if kind not in (SCALAR, EMBEDDING):
+        raise ConfigError(f"{path} is unreadable or names no reward-model kind ({SCALAR} or {EMBEDDING}); "
+                          "pass a checkpoint folder of a reward-model run.")
+    return kind
+
+
+def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool = False,
+                             runs_dir: str | Path | None = None, batch_size: int = 16,
+                             dtype: torch.dtype = torch.float32):
+    """The reward callable ``(prompts, completions, references) -> list[float]`` of a trained
+    reward model (run id or folder), frozen, stored as ``dtype``, scored in batches on ``device``."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from rmcore.backbones import _from_pretrained, load_tokenizer
+    from rmcore.rewards import RewardModelScorer
+
+    folder = resolve_reward_model(ref, runs_dir)
+    kind = saved_kind(folder)
+    device = torch.device(device)
+    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+    auto_cls = AutoModel if kind == EMBEDDING else AutoModelForSequenceClassification
+    model = _from_pretrained(auto_cls, str(folder), trust_remote_code=trust_remote_code, dtype=dtype)
+    model.to(device).requires_grad_(False)
+    if kind == EMBEDDING:
+        return EmbeddingScorer(model, tokenizer, device, batch_size=batch_size)
+    if model.config.num_labels != 1:
+        raise ConfigError(f"{folder} has {model.config.num_labels} output labels; a reward model has one.")
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return RewardModelScorer(model, tokenizer, device, batch_size=batch_size)

@@ -7,13 +7,15 @@
     end:     save_pretrained + tokenizer + rm_info.json, reported as the step's checkpoint
 
 Reports through callbacks only (rmcore.events), like rmcore.trainer. A stopped run ends
-its current step with an eval and a checkpoint, so what was learnt stays usable.
-``load_reward_model_scorer`` turns a run id or a checkpoint folder back into the reward
-callable of the policy's δ term, scoring exactly as the eval here did (rmcore.rm_eval).
+its current step with an eval and a checkpoint, so what was learnt stays usable; a loss or
+gradient norm that is NaN or inf fails the run before the optimizer step, naming the likely
+cause. Loading a trained model back as the policy's δ term is rmcore.rm_eval's job
+(``load_reward_model_scorer``, re-exported here).
 """
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -29,20 +31,21 @@ from rmcore.backbones import (
     resolve_device,
 )
 from rmcore.config import RewardModelConfig
-from rmcore.errors import ConfigError
+from rmcore.errors import ConfigError, TrainingError
 from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
 from rmcore.losses import get_reward_model_loss
 from rmcore.precision import autocast, no_autocast, resolve_precision
-from rmcore.rm_eval import (
+from rmcore.rm_eval import (  # noqa: F401  (load_reward_model_scorer, resolve_reward_model: re-exported)
     EMBEDDING,
+    INFO_FILE,
     SCALAR,
-    EmbeddingScorer,
     evaluate,
+    load_reward_model_scorer,
     loss_inputs,
     pair_rewards,
+    resolve_reward_model,
 )
 
-INFO_FILE = "rm_info.json"
 EMBEDDING_LOSSES = ("triplet",)  # defined on distances: embedding family only
 SCALAR_LOSSES = ("mse", "cross_entropy")  # each response against a target: needs an unbounded score
 MARGIN_LOSSES = ("hinge", "triplet")  # with m = 0, constant rewards already reach zero loss
@@ -119,10 +122,15 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
             chosen, rejected = pair_rewards(kind, model, tokenizer, [p.prompt for p in batch],
                                             [p.chosen for p in batch], [p.rejected for p in batch], device)  # (B,)
         loss, stats = objective(chosen, rejected)
+        scores_finite = bool(torch.isfinite(chosen).all() and torch.isfinite(rejected).all())
+        if not math.isfinite(loss.item()):
+            raise non_finite_error(cfg, precision, step, "loss", loss.item(), scores_finite)
         optimizer.zero_grad(set_to_none=True)
         with no_autocast(device):
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+            if not math.isfinite(grad_norm.item()):  # before the step: the weights stay as they were
+                raise non_finite_error(cfg, precision, step, "gradient norm", grad_norm.item(), scores_finite)
             optimizer.step()
         model.eval()
         seconds = time.perf_counter() - t0
@@ -146,6 +154,29 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
         if last:
             break
     return metrics
+
+
+def non_finite_error(cfg: RewardModelConfig, precision: str, step: int, what: str, value: float,
+                     scores_finite: bool) -> TrainingError:
+    """The error that ends a run whose loss or gradient norm is NaN or inf, with the likely cause.
+
+    Each step updates once, so at step 1 nothing has been updated yet and the learning rate
+    cannot be the cause: the backbone's weights (scores already non-finite) or the loss's own
+    numbers are. Later, non-finite scores mean the updates blew the weights up.
+    """
+    fp32 = " or try --precision fp32" if precision == "bf16" else ""
+    if step == 1 and not scores_finite:
+        cause = f"the untrained model already scores NaN or inf: check the backbone's weights{fp32}"
+    elif step == 1:
+        part = "loss" if what == "loss" else "loss's gradient"
+        cause = (f"before any update and from finite scores, so the {cfg.loss} {part} itself overflowed: "
+                 f"try a smaller margin, focal_gamma or center_coef{fp32}")
+    elif not scores_finite:
+        cause = "the updates made the model's scores NaN or inf: try a smaller learning rate"
+    else:
+        clip = " or gradient clipping (--max-grad-norm 1)" if cfg.max_grad_norm == 0 else ""
+        cause = f"try a smaller learning rate{clip}{fp32}"
+    return TrainingError(f"non-finite {what} at step {step} ({value}); {cause}.")
 
 
 def load_pairs(cfg: RewardModelConfig) -> tuple[list, list]:
@@ -227,62 +258,6 @@ def save_checkpoint(model: Any, tokenizer: Any, path: Path, info: dict[str, Any]
     tokenizer.save_pretrained(path)
     (path / INFO_FILE).write_text(json.dumps(info, indent=1))
     return str(path)
-
-
-# --------------------------------------------------------------------------- use as a reward
-def resolve_reward_model(ref: str, runs_dir: str | Path | None = None) -> Path:
-    """The checkpoint folder named by ``ref``: a folder, or a reward-model run's latest checkpoint."""
-    from rmcore.store import RunStore, default_runs_dir, validate_run_id
-
-    ref = str(ref).strip()
-    if not ref:
-        raise ConfigError("No reward model given: pass a reward-model run id or a checkpoint folder.")
-    folder = Path(ref).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise ConfigError(f"{folder} holds no saved model (no config.json); pass a checkpoint folder.")
-        return folder
-    runs = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    try:
-        validate_run_id(ref)
-        run = RunStore(runs).get_run(ref) if (runs / "rmcore.db").is_file() else None
-    except ConfigError:
-        run = None
-    if run is None:
-        raise ConfigError(f"Reward model {ref!r} is neither a checkpoint folder nor a run id in {runs}.")
-    if run["kind"] != "reward_model":
-        raise ConfigError(f"Run {ref} is a {run['kind']} run, not a reward model.")
-    checkpoint = RunStore(runs).latest_checkpoint(ref)
-    if checkpoint is None:
-        raise ConfigError(f"Reward-model run {ref} has no checkpoint yet (it is {run['status']}); "
-                          "one is saved when it finishes or is stopped.")
-    return Path(checkpoint)
-
-
-def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool = False,
-                             runs_dir: str | Path | None = None, batch_size: int = 16,
-                             dtype: torch.dtype = torch.float32):
-    """The reward callable ``(prompts, completions, references) -> list[float]`` of a trained
-    reward model (run id or folder), frozen, stored as ``dtype``, scored in batches on ``device``."""
-    from transformers import AutoModel, AutoModelForSequenceClassification
-
-    from rmcore.rewards import RewardModelScorer
-
-    folder = resolve_reward_model(ref, runs_dir)
-    info_path = folder / INFO_FILE
-    kind = json.loads(info_path.read_text()).get("kind", SCALAR) if info_path.is_file() else SCALAR
-    device = torch.device(device)
-    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
-    auto_cls = AutoModel if kind == EMBEDDING else AutoModelForSequenceClassification
-    model = _from_pretrained(auto_cls, str(folder), trust_remote_code=trust_remote_code, dtype=dtype)
-    model.to(device).requires_grad_(False)
-    if kind == EMBEDDING:
-        return EmbeddingScorer(model, tokenizer, device, batch_size=batch_size)
-    if model.config.num_labels != 1:
-        raise ConfigError(f"{folder} has {model.config.num_labels} output labels; a reward model has one.")
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return RewardModelScorer(model, tokenizer, device, batch_size=batch_size)
 
 
 def trained_reward_models(store) -> list[dict[str, Any]]:

@@ -91,21 +91,56 @@ def save_upload(data: bytes, filename: str, uploads_dir: str | Path, *,
 
 # --------------------------------------------------------------------------- weights
 def check_safetensors_folder(path: str) -> None:
-    """For a local model folder: ConfigError unless its weights are safetensors.
+    """For a local model folder: ConfigError unless its weights are safetensors, each readable.
 
     ``from_pretrained(use_safetensors=True)`` refuses pickles too, but only once the run
     has started; checking the folder first lets a bad backbone fail before a run is
-    written. Hub ids (not local folders) are left to from_pretrained.
+    written. Each file's header is read (not its tensors: the file is mapped, not loaded),
+    which also catches a truncated copy, and a sharded model's index must name shards that
+    are there. Hub ids (not local folders) are left to from_pretrained.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
         return
-    if any(folder.glob("*.safetensors")):
-        return
-    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
-    found = f" (found {', '.join(pickles[:3])})" if pickles else ""
-    raise ConfigError(f"{path} has no safetensors weights{found}; rmcore loads weights only from "
-                      "safetensors (convert with save_pretrained(safe_serialization=True)).")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+        found = f" (found {', '.join(pickles[:3])})" if pickles else ""
+        raise ConfigError(f"{path} has no safetensors weights{found}; rmcore loads weights only from "
+                          "safetensors (convert with save_pretrained(safe_serialization=True)).")
+    for file in weights:
+        _check_safetensors_header(file)
+    for index in folder.glob("*.safetensors.index.json"):
+        missing = sorted(set(_index_shards(index)) - {file.name for file in weights})
+        if missing:
+            raise ConfigError(f"{index} names weight shards that are not in the folder ({', '.join(missing[:3])}); "
+                              "copy the whole model folder.")
+
+
+def _check_safetensors_header(file: Path) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy") as handle:  # header only: the tensors stay on disk
+            handle.keys()
+    except (SafetensorError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{file} is not a readable safetensors file ({reason}); it may be truncated or "
+                          "corrupt: copy or save the model again.") from None
+
+
+def _index_shards(index: Path) -> list[str]:
+    """The shard file names a model.safetensors.index.json maps weights to."""
+    import json
+
+    try:
+        data = json.loads(index.read_text(encoding="utf-8")) if index.stat().st_size <= 64 * 2**20 else None
+    except (ValueError, RecursionError, OSError):
+        data = None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConfigError(f"{index} is not a valid safetensors index (no weight_map of file names).")
+    return sorted(set(weight_map.values()))
 
 
 def remote_code_warning(config: Any) -> str | None:

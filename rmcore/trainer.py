@@ -127,7 +127,8 @@ def load_pool(cfg: TrainConfig):
 def preflight(config: TrainConfig) -> None:
     """Every check that needs the data or the model's shape, without loading weights.
 
-    The runner calls this before it writes a run, so bad input changes nothing in the store.
+    rmcore.preflight calls this (after the field, device and backbone-folder checks) before a
+    run is written, so bad input changes nothing in the store.
     """
     from rmcore.backbones import BUILTIN, TINY_GPT2_SHAPE
 
@@ -180,12 +181,12 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Pa
 
 
 def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None, dtype=torch.float32):
-    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_trainer).
+    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_eval).
 
     A run id is looked up in the policy run's own runs dir, as the Runner's preflight does;
     None (a run without a store) means $RMCORE_RUNS_DIR or ./runs.
     """
-    from rmcore.rm_trainer import load_reward_model_scorer as load
+    from rmcore.rm_eval import load_reward_model_scorer as load
 
     return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, runs_dir=runs_dir,
                 dtype=dtype)

@@ -323,9 +323,10 @@ def test_cli_train_rm_end_to_end(tiny_lm_path, tmp_path, capsys) -> None:
     runs_table = RunStore(runs).list_runs()
     assert list(runs_table["status"]) == ["done"] and list(runs_table["kind"]) == ["reward_model"]
     assert RunStore(runs).latest_checkpoint(runs_table["id"][0])
-    # Margin 0 with hinge: the run fails at once with the reason (config.validate does not know it).
-    assert main(["--runs-dir", str(runs), "train-rm", "--loss", "hinge", "--quiet"]) == 1
+    # Margin 0 with hinge: refused before a run is written (exit 2), with the reason.
+    assert main(["--runs-dir", str(runs), "train-rm", "--loss", "hinge", "--quiet"]) == 2
     assert "needs a positive margin" in capsys.readouterr().err
+    assert len(RunStore(runs).list_runs()) == 1
 
 
 @pytest.fixture(scope="module")

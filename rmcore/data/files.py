@@ -3,7 +3,9 @@
 `rows_to_task` is shared with hub.py: it resolves columns (given, or guessed from common
 names), shuffles rows with the seed, caps them, splits train/eval, and builds Examples and
 PreferencePairs. A row in eval feeds only eval lists, so no prompt leaks across splits.
-Every failure is one DataError sentence naming the file and what is wrong.
+Every failure is one DataError sentence naming the file and what is wrong, pathological
+files included: too big, too many rows, a huge line, or JSON nested past Python's recursion
+limit are refused before they can exhaust memory or raise a RecursionError.
 """
 from __future__ import annotations
 
@@ -13,10 +15,18 @@ import json
 import math
 import os
 import random
+import sys
 from typing import Any, Mapping, Sequence
 
+from rmcore.config import MAX_ROWS
 from rmcore.data import Example, PreferencePair, TaskData, make_prompt
 from rmcore.errors import DataError
+
+# Far above real datasets (CNN/DailyMail's train split: 1.3 GB as JSONL, 287k rows, articles
+# under 100k characters), and low enough that reading a file (all of it, as text) fits in memory.
+MAX_FILE_BYTES = 2 * 2**30
+MAX_LINE_CHARS = 10_000_000
+_DIGITS = sys.get_int_max_str_digits()  # json.loads refuses longer integers with a ValueError
 
 PROMPT_GUESSES = ("prompt", "document", "article", "text", "question", "input")
 REFERENCE_GUESSES = ("reference", "summary", "highlights", "completion", "answer", "output", "target")
@@ -47,6 +57,7 @@ def _read_csv(path: str) -> tuple[list[str], list[dict[str, Any]]]:
         for record in reader:
             if not record:
                 continue
+            _check_row_count(path, len(rows) + 1)
             if len(record) != len(header):
                 raise DataError(f"Data file '{path}' is a malformed CSV: line {reader.line_num} has "
                                 f"{len(record)} fields but the header has {len(header)}.")
@@ -64,16 +75,26 @@ def _read_json(path: str) -> tuple[list[str], list[dict[str, Any]]]:
             records = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(f"Data file '{path}' is malformed JSON at line {err.lineno}: {err.msg}.") from None
+        except ValueError:  # the only other one: an integer past Python's digit limit
+            raise DataError(f"Data file '{path}' holds a number of more than {_DIGITS:,} digits.") from None
+        _check_row_count(path, len(records) if isinstance(records, list) else 1)
         numbered = list(enumerate(records, start=1))
     else:
         numbered = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            if len(line) > MAX_LINE_CHARS:
+                raise DataError(f"Data file '{path}' has a line of {len(line):,} characters (line {number}); "
+                                f"at most {MAX_LINE_CHARS:,} are read.")
+            _check_row_count(path, len(numbered) + 1)
             try:
                 numbered.append((number, json.loads(line)))
             except json.JSONDecodeError as err:
                 raise DataError(f"Data file '{path}' is malformed: line {number} is not valid JSON ({err.msg}).") from None
+            except ValueError:
+                raise DataError(f"Data file '{path}' is malformed: line {number} holds a number of more than "
+                                f"{_DIGITS:,} digits.") from None
     columns: dict[str, None] = {}
     for number, record in numbered:
         if not isinstance(record, dict):
@@ -87,10 +108,16 @@ def _read_parquet(path: str) -> tuple[list[str], list[dict[str, Any]]]:
     import pyarrow.parquet as pq
 
     try:
+        _check_row_count(path, pq.ParquetFile(path).metadata.num_rows)  # from the footer, before reading
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"Data file '{path}' is not a valid Parquet file ({str(err).splitlines()[0]}).") from None
     return table.schema.names, table.to_pylist()
+
+
+def _check_row_count(path: str, rows: int) -> None:
+    if rows > MAX_ROWS:
+        raise DataError(f"Data file '{path}' has more than {MAX_ROWS:,} rows; sample or split it.")
 
 
 READERS = {".csv": _read_csv, ".jsonl": _read_json, ".json": _read_json, ".parquet": _read_parquet}
@@ -108,13 +135,19 @@ def load_file(path: str, *, prompt_column: str = "", reference_column: str = "",
                         f"use one of {', '.join(READERS)}.")
     if not os.path.isfile(path):
         raise DataError(f"Data file '{path}' is not a regular file.")
-    columns, rows = READERS[extension](path)
-    if not rows:
-        raise DataError(f"Data file '{path}' is empty (no rows).")
-    return rows_to_task(f"Data file '{path}'", os.path.basename(path), columns, rows,
-                        prompt_column=prompt_column, reference_column=reference_column,
-                        chosen_column=chosen_column, rejected_column=rejected_column,
-                        seed=seed, eval_fraction=eval_fraction, max_examples=max_examples)
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        raise DataError(f"Data file '{path}' is {os.path.getsize(path) / 2**30:.1f} GB; at most "
+                        f"{MAX_FILE_BYTES / 2**30:g} GB are read (sample or split it).")
+    try:
+        columns, rows = READERS[extension](path)
+        if not rows:
+            raise DataError(f"Data file '{path}' is empty (no rows).")
+        return rows_to_task(f"Data file '{path}'", os.path.basename(path), columns, rows,
+                            prompt_column=prompt_column, reference_column=reference_column,
+                            chosen_column=chosen_column, rejected_column=rejected_column,
+                            seed=seed, eval_fraction=eval_fraction, max_examples=max_examples)
+    except RecursionError:  # json.loads, or str() of a cell, on lists or objects nested ~1000 deep
+        raise DataError(f"Data file '{path}' holds JSON nested too deeply to read.") from None
 
 
 # --- rows -> TaskData
