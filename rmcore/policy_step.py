@@ -26,7 +26,7 @@ from rmcore.precision import no_autocast
 from rmcore.losses import (actor_critic_loss, dpo_loss, grpo_loss, mle_loss, policy_gradient_loss,
                            ppo_loss, reduce_loss)
 from rmcore.rewards import distinct_n, fluency_from_logprobs, self_bleu
-from rmcore.rollout import Rollout, encode_pairs, encode_prompts, response_logprobs, sample
+from rmcore.rollout import Rollout, encode_pairs, encode_prompts, response_logprobs, sample, text_mask
 
 
 # Self-BLEU is N·(N−1) sentence-BLEU comparisons: for 64 samples 0.25 s of CPU time, about
@@ -70,7 +70,7 @@ def score(s: Session, batch: Rollout, prompts: list[str], refs: list[str], ref_l
     """Composite reward of sampled completions; fluency comes from the reference log-probs."""
     pre = {}
     if s.reward.weights.get("fluency", 0.0) != 0.0 and ref_lp_t1 is not None:
-        pre["fluency"] = fluency_from_logprobs(ref_lp_t1, batch.response_mask)
+        pre["fluency"] = fluency_from_logprobs(ref_lp_t1, text_mask(batch, s.tokenizer.eos_token_id))
     return s.reward(prompts, batch.completions, refs, precomputed=pre)
 
 

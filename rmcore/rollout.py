@@ -37,6 +37,15 @@ class Rollout:
         return self.input_ids[:, self.prompt_len:]  # (N, T)
 
 
+def text_mask(batch: Rollout, eos_token_id: int | None) -> Tensor:
+    """(N, T) response_mask without the EOS that ended each finished sample: the tokens of the
+    completion's text. The loss trains the EOS (when to stop is learnt), but a text score such
+    as fluency must not count it: an EOS-only answer would earn p_ref(EOS | x) for saying nothing."""
+    if eos_token_id is None:
+        return batch.response_mask
+    return batch.response_mask * (batch.response_ids != eos_token_id)
+
+
 def context_limit(model) -> int | None:
     cfg = model.config
     return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)

@@ -171,3 +171,37 @@ def test_a_stopped_run_checkpoints_the_step_it_stopped_after(tiny_lm_path, tmp_p
     # the last report carries only the checkpoint of the last finished step (the store records it)
     assert [r.step for r in reports] == [0, 1, 2, 2] and reports[-1].metrics == {}
     assert reports[-1].checkpoint.endswith("step-000002")
+
+
+def test_training_fluency_skips_the_eos_and_equals_the_playgrounds(tiny_lm_path):
+    """Training scores fluency from the reference log-probs of the rollout; the EOS that ends a
+    sample is trained but is not text: an EOS-only answer scores 0 (not p_ref(EOS | x)), and a
+    normal answer scores what Fluency(LMScorer) — the playground's path — gives its text."""
+    from rmcore.backbones import load_causal_lm
+    from rmcore.policy_step import reference_logprobs, score
+    from rmcore.rewards import Fluency, LMScorer
+    from rmcore.rollout import Rollout, encode_pairs
+    from rmcore.trainer import make_session
+
+    cpu = torch.device("cpu")
+    model, tok = load_causal_lm(tiny_lm_path, device=cpu)
+    s = make_session(tiny(tiny_lm_path, alpha=0.0, beta=1.0, gamma=0.0, kl_coef=0.0), get_algorithm("reinforce"),
+                     model, tok, cpu)
+    prompt, text = "Quarterly sales at Haltron rose. TL;DR:", "Haltron sales rose"
+    batch = encode_pairs(tok, [prompt], [text], model=model)          # ' text' + EOS, EOS in the mask
+    assert batch.response_ids[0, -1].item() == tok.eos_token_id and batch.response_mask[0, -1] == 1
+    with torch.inference_mode():
+        ref_t1 = reference_logprobs(s, batch)[3]
+    trained = score(s, batch, [prompt], [text], ref_t1).terms["fluency"][0]
+    playground = Fluency(LMScorer(s.ref, tok, cpu))([prompt], [" " + text], [text])[0]
+    # The same fp32 reference on both paths; only the padding layout and the order of the
+    # reductions differ (measured 1.2e-7 relative); counting the EOS moved it by 1.3%.
+    assert trained == pytest.approx(playground, rel=1e-6)
+
+    eos_only = Rollout(torch.cat([batch.input_ids[:, :batch.prompt_len], torch.tensor([[tok.eos_token_id]])], 1),
+                       torch.cat([batch.attention_mask[:, :batch.prompt_len], torch.ones(1, 1, dtype=torch.long)], 1),
+                       torch.ones(1, 1), batch.prompt_len, [""])
+    with torch.inference_mode():
+        ref_t1 = reference_logprobs(s, eos_only)[3]
+    assert ref_t1[0, 0].exp().item() > 0                              # p_ref(EOS | x), the old fluency
+    assert score(s, eos_only, [prompt], [""], ref_t1).terms["fluency"] == [0.0]
