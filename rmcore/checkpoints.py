@@ -6,20 +6,36 @@ value head (safetensors), the optimizer state (`optimizer.pt`, read back with
 `weights_only=True`: tensors and numbers, never arbitrary pickles) and `trainer_state.json`
 (step, EMA baseline). The data order and sampling RNG are re-seeded from (seed, step) every
 step, so no RNG state is needed: a resumed run draws what the uninterrupted run would have.
+
+A checkpoint can be half-written (the process died while saving) or damaged later, so
+resume checks it first (checkpoint_problem, reading headers only) and falls back to an
+older one. torch is imported only by save and load: the
+runner checks checkpoints and must stay light to import.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import struct
+import zipfile
 from pathlib import Path
-
-import torch
 
 KEEP_LAST = 2  # periodic checkpoints kept per run (the newest); older ones are deleted
 
 
 def save_checkpoint(s, path: Path) -> str:
-    """Write everything a resume needs; returns the folder as a string."""
+    """Write everything a resume needs; returns the folder as a string.
+
+    A folder of this step or a later one is left from before a resume that went back to an
+    older checkpoint (the newer one was damaged); it is removed first, as pruning by name would
+    keep it and delete the intact ones, and its old trainer_state.json (written last, the mark
+    of a complete save) must not vouch for files half rewritten.
+    """
+    import torch
+
+    for later in path.parent.glob("step-*"):
+        if later.name >= path.name and later.is_dir():
+            shutil.rmtree(later, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     s.policy.save_pretrained(path, safe_serialization=True)
     s.tokenizer.save_pretrained(path)
@@ -47,6 +63,7 @@ def load_checkpoint(s, path: str | Path) -> int:
     The reference model is NOT loaded from here: it stays the run's starting backbone, so
     the KL after a resume is measured against the same reference as before it.
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     from rmcore.lora import is_adapter_checkpoint, load_adapter_weights
@@ -66,3 +83,59 @@ def load_checkpoint(s, path: str | Path) -> int:
     s.baseline = state.get("baseline")
     s.step = int(state["step"])
     return s.step
+
+
+def checkpoint_problem(path: str | Path, step: int) -> str | None:
+    """What is wrong with the checkpoint folder recorded for `step`, or None if it looks whole.
+
+    save_checkpoint writes trainer_state.json last, so a folder where it names this step was
+    saved completely; what is checked besides is that nothing in it was damaged since: every
+    safetensors file (weights, their shards, a LoRA adapter, the value head) is as long as its
+    header says, and optimizer.pt is a complete zip (what torch.save writes). Headers only,
+    never the tensors, so it is quick for any model size.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path} is missing"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+        if int(state["step"]) != step:
+            return f"{path / 'trainer_state.json'} is for step {state['step']}, not {step}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{path / 'trainer_state.json'} is missing or unreadable ({type(exc).__name__})"
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return f"{index} is unreadable"
+        if missing := sorted(name for name in shards if not (path / name).is_file()):
+            return f"{path} lacks the shard {missing[0]}"
+    for file in sorted(path.glob("*.safetensors")):
+        if problem := safetensors_problem(file):
+            return problem
+    if (path / "optimizer.pt").exists():
+        try:
+            with zipfile.ZipFile(path / "optimizer.pt"):
+                pass
+        except (OSError, zipfile.BadZipFile):
+            return f"{path / 'optimizer.pt'} is incomplete"
+    return None
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header giving every tensor's
+    byte range, then the bytes; a truncated or overwritten file fails one of these checks."""
+    try:
+        with open(file, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            size = file.stat().st_size
+            if length > size - 8:
+                return f"{file} is truncated"
+            header = json.loads(f.read(length))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError, AttributeError):
+        return f"{file} is not a readable safetensors file"
+    if size != 8 + length + end:
+        return f"{file} is truncated" if size < 8 + length + end else f"{file} has extra bytes"
+    return None

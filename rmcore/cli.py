@@ -3,18 +3,35 @@
 Flags are the config fields with dashes (`--max-new-tokens`), their help is the field's
 doc; runs go through the same Runner and store as the app, so they show up there. Bad
 input exits non-zero with one line saying what is wrong.
+
+Exit codes: 0 the run is done; 1 it failed (or its store could not record it); 2 bad input
+or an unusable store, before any run; 128 + the signal's number (130 SIGINT, 143 SIGTERM,
+129 SIGHUP) when a signal stopped it. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop a run at the
+end of its step, with a checkpoint to resume from (status stopped); a second signal, or a
+step still going STOP_GRACE_S after the first, ends it at once (status interrupted).
+`runs list`, `show` and `export` open the store read-only and create nothing.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
+from typing import Iterator
 
 from rmcore.config import RewardModelConfig, TrainConfig, field_help
-from rmcore.errors import RmcoreError
+from rmcore.errors import RmcoreError, StoreError
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# After a first signal, how long a step may run on before the run is ended without its stop
+# checkpoint: long enough for a normal step, short of a service manager's kill timeout.
+STOP_GRACE_S = 60.0
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "latest checkpoint to its planned steps.")
     resume.add_argument("run_id")
     resume.add_argument("--quiet", action="store_true", help="No progress bar.")
+    for leaf in (train, train_rm, listing, show, export, merge, resume):  # `runs list --runs-dir X` works too
+        leaf.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -69,79 +88,196 @@ def config_from_args(cls: type, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
-def cmd_train(args: argparse.Namespace, cls: type) -> int:
+def cmd_train(args: argparse.Namespace, cls: type, caught: dict) -> int:
     from rmcore.runner import Runner
     from rmcore.safety import remote_code_warning
 
     config = config_from_args(cls, args).validate()
-    runner = Runner(args.runs_dir or _default_runs_dir())
+    runner = caught["runner"] = Runner(args.runs_dir or _default_runs_dir())
     run_id = runner.submit(config, name=config.name)
     if remote_code_warning(config):
-        print(f"warning: {remote_code_warning(config)}", file=sys.stderr)
-    print(f"run {run_id}  ({config.loss} on {config.backbone}, {config.steps} steps) → {runner.store.runs_dir}",
-          file=sys.stderr)
-    return follow_to_end(runner, run_id, config.steps, quiet=args.quiet)
+        say(f"warning: {remote_code_warning(config)}")
+    say(f"run {run_id}  ({config.loss} on {config.backbone}, {config.steps} steps) → {runner.store.runs_dir}")
+    return follow_to_end(runner, run_id, config.steps, quiet=args.quiet, caught=caught)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: argparse.Namespace, caught: dict) -> int:
     from rmcore.runner import Runner
+    from rmcore.store import RunStore
 
-    runner = Runner(args.runs_dir or _default_runs_dir())
+    RunStore(args.runs_dir or _default_runs_dir(), read_only=True).get_run(args.run_id)  # no store made here
+    runner = caught["runner"] = Runner(args.runs_dir or _default_runs_dir())
     run_id = runner.resume(args.run_id)
     run = runner.store.get_run(run_id)
-    print(f"run {run_id} resumes at step {run['last_step']} of {run['total_steps']}", file=sys.stderr)
-    return follow_to_end(runner, run_id, int(run["total_steps"]), quiet=args.quiet)
+    say(f"run {run_id} resumes at step {run['last_step']} of {run['total_steps']}")
+    return follow_to_end(runner, run_id, int(run["total_steps"]), quiet=args.quiet, caught=caught)
 
 
-def follow_to_end(runner, run_id: str, steps: int, *, quiet: bool) -> int:
-    """Follow a run until it ends (Ctrl-C stops it); exit code 1 if it failed, else 0."""
+class SignalStop(Exception):
+    """A stop signal before there is a run to follow: the command ends at once."""
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[dict]:
+    """Catch SIGINT, SIGTERM and SIGHUP: {"signals": [...], "following": bool, "runner"}.
+
+    While a run is followed the handler only records (it may run while the main thread holds
+    a runner lock) and the follow loop acts; before that there is nothing to stop, so it
+    raises SignalStop. Handlers can only be set from the main thread.
+    """
+    caught: dict = {"signals": [], "following": False, "runner": None}
+
+    def handler(signum: int, frame) -> None:
+        caught["signals"].append(signum)
+        if not caught["following"]:
+            raise SignalStop(signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS} if main else {}
     try:
-        status = follow(runner, run_id, steps, quiet=quiet)
-    except KeyboardInterrupt:
-        runner.stop(run_id)
-        status = runner.wait(run_id, timeout=120)
-    run = runner.store.get_run(run_id)
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def end_now(caught: dict, code: int, message: str) -> int:
+    """Leave with `code`: runs this command started and still live are interrupted, and a
+    training thread still inside a step is not joined (see _exit_now)."""
+    runner = caught.get("runner")
+    live = runner.active() if runner is not None else []
+    for entry in live:
+        with contextlib.suppress(RmcoreError):
+            runner.interrupt(entry["run_id"], message=message)
+    if live:
+        _exit_now(code)
+    return code
+
+
+def follow_to_end(runner, run_id: str, steps: int, *, quiet: bool, caught: dict | None = None) -> int:
+    """Follow a run until it ends; print one line; return the exit code (module docstring)."""
+    caught = caught if caught is not None else {"signals": []}
+    caught["following"] = True
+    status, error = follow(runner, run_id, steps, quiet=quiet, signals=caught["signals"])
+    last_step = _last_step(runner, run_id)
+    signals = caught["signals"]
     if status == "failed":
-        print(f"error: run {run_id} failed: {run.get('error')}", file=sys.stderr)
-        return 1
-    print(f"run {run_id} {status} at step {run.get('last_step')}", file=sys.stderr)
-    return 0
+        say(f"error: run {run_id} failed: {error}")
+        code = 1
+    elif signals:
+        name = signal.Signals(signals[0]).name
+        how = f"stopped by {name} at step" if status == "stopped" else f"interrupted by {name} after step"
+        say(f"run {run_id} {how} {last_step}; {_resume_hint(runner, run_id)}")
+        code = 128 + signals[0]
+    else:
+        say(f"run {run_id} {status} at step {last_step}")
+        code = 0 if status in ("done", "stopped") else 1
+    if runner.is_live(run_id):  # an interrupted step still running: leave without joining it
+        _exit_now(code)
+    return code
 
 
-def follow(runner, run_id: str, steps: int, *, quiet: bool) -> str:
-    """A progress bar over the run's steps, read from the store like the app does."""
+def follow(runner, run_id: str, steps: int, *, quiet: bool, signals: list[int] | None = None) -> tuple[str, str | None]:
+    """A progress bar over the run's steps, read from the store like the app does, until the
+    run ends: (status, error). A first signal stops the run at its step's end, a second one
+    (or STOP_GRACE_S later) ends it now. The runner's own outcome decides the end, so a store
+    that can no longer be read or written ends the follow too, never a hang."""
     from tqdm import tqdm
 
+    signals = signals if signals is not None else []
     bar = None if quiet else tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stderr)
-    message = None
+    stop_deadline = None
     while True:
-        run = runner.store.get_run(run_id)
-        status = run["status"]
-        if bar is not None:
-            if run.get("message") and run["message"] != message and status == "preparing":
-                message = run["message"]
-                bar.set_description_str(message)
-            elif status == "running":
-                bar.set_description_str(run_id)
-            bar.n = int(run.get("last_step") or 0)
-            bar.refresh()
-        if status in ("done", "failed", "stopped", "interrupted"):
-            if bar is not None:
-                bar.close()
-            return status
-        time.sleep(0.5)
+        ended = runner.outcome(run_id)
+        if ended is not None:
+            break
+        if signals and stop_deadline is None:
+            runner.stop(run_id)
+            stop_deadline = time.monotonic() + STOP_GRACE_S
+            bar = _close(bar)  # after SIGHUP the terminal is gone
+            say(f"{signal.Signals(signals[0]).name}: stopping at the end of this step; a second signal ends it now")
+        if len(signals) > 1 or (stop_deadline is not None and time.monotonic() > stop_deadline):
+            name = signal.Signals(signals[-1]).name
+            with contextlib.suppress(RmcoreError):  # a store that fails now must not keep us here
+                runner.interrupt(run_id, message=f"Interrupted by {name} after step {_last_step(runner, run_id)}, "
+                                                 "in the middle of the next one.")
+            ended = ("interrupted", None)
+            break
+        try:
+            bar = _update(bar, runner.store.get_run(run_id), run_id)
+        except StoreError:
+            runner.stop(run_id)  # it cannot record anything more; its next write fails it
+        time.sleep(0.2)
+    _close(bar)
+    return ended
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
+def _update(bar, run: dict, run_id: str):
+    """Show the run's step and message; the bar is dropped when stderr can no longer be written."""
+    if bar is None:
+        return bar
+    try:
+        if run["status"] == "preparing" and run.get("message"):
+            bar.set_description_str(run["message"], refresh=False)
+        elif run["status"] == "running":
+            bar.set_description_str(run_id, refresh=False)
+        bar.n = int(run.get("last_step") or 0)
+        bar.refresh()
+        return bar
+    except OSError:
+        return None
+
+
+def _close(bar) -> None:
+    if bar is not None:
+        with contextlib.suppress(OSError):
+            bar.close()
+
+
+def _resume_hint(runner, run_id: str) -> str:
+    try:
+        has_checkpoint = runner.store.latest_checkpoint(run_id) is not None
+    except RmcoreError:
+        has_checkpoint = False
+    if not has_checkpoint:
+        return "it has no checkpoint to resume from"
+    return f"`python -m rmcore runs resume {run_id}` continues it from its last checkpoint"
+
+
+def _last_step(runner, run_id: str) -> int | str:
+    try:
+        return int(runner.store.get_run(run_id).get("last_step") or 0)
+    except RmcoreError:
+        return "?"
+
+
+def say(text: str) -> None:
+    """One line on stderr; a closed terminal (SIGHUP) or pipe is not an error worth a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without joining a training thread still inside a step. A normal exit would run
+    libtorch's teardown under that thread and abort; the store's commits are already on disk."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def cmd_runs(args: argparse.Namespace, caught: dict) -> int:
     from rmcore.safety import validate_run_id
     from rmcore.store import RunStore
 
     if getattr(args, "run_id", None) is not None:
         validate_run_id(args.run_id)  # before the store folder is even opened
     if args.runs_command == "resume":
-        return cmd_resume(args)
-    store = RunStore(args.runs_dir or _default_runs_dir())
+        return cmd_resume(args, caught)
+    store = RunStore(args.runs_dir or _default_runs_dir(), read_only=True)
     if args.runs_command == "list":
+        if not store.runs_dir.is_dir():
+            say(f"note: there is no folder {store.runs_dir}; check --runs-dir or $RMCORE_RUNS_DIR.")
         df = store.list_runs()
         if args.json:
             print(df.to_json(orient="records", date_format="iso", indent=1))
@@ -153,7 +289,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return 0
     if args.runs_command == "show":
+        from rmcore.store_queries import ORPHAN_MESSAGE, shown_status
+
         run = store.get_run(args.run_id)
+        if shown_status(run["status"], run["pid"]) != run["status"]:
+            run.update(status="interrupted", message=ORPHAN_MESSAGE)
         metrics = store.metrics([args.run_id])
         last = (metrics.sort_values("step").groupby("key").last()["value"].to_dict() if not metrics.empty else {})
         print(json.dumps({**{k: v for k, v in run.items() if k != "traceback"}, "last_metrics": last},
@@ -194,14 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     # With the hub out of reach, huggingface_hub logs each of its 5 retries before giving
     # up; the user gets our one line instead (HubUnavailableError) once they are spent.
     logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)
+    caught: dict = {}
     try:
-        if args.command == "train":
-            return cmd_train(args, TrainConfig)
-        if args.command == "train-rm":
-            return cmd_train(args, RewardModelConfig)
-        return cmd_runs(args)
-    except RmcoreError as exc:
+        with stop_signals() as caught:
+            if args.command in ("train", "train-rm"):
+                return cmd_train(args, TrainConfig if args.command == "train" else RewardModelConfig, caught)
+            return cmd_runs(args, caught)
+    except SignalStop as stop:
+        name = signal.Signals(stop.args[0]).name
+        say(f"stopped by {name}")
+        return end_now(caught, 128 + stop.args[0], f"Interrupted by {name} as it started.")
+    except (RmcoreError, OSError) as exc:  # OSError: e.g. an --out folder that cannot be written
         from rmcore.safety import scrub_secrets
 
-        print(f"error: {scrub_secrets(str(exc))}", file=sys.stderr)
-        return 2
+        text = str(exc) if isinstance(exc, RmcoreError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+        say(f"error: {scrub_secrets(text).strip()}")
+        return end_now(caught, 2, f"The command following it failed: {scrub_secrets(text).strip()}")

@@ -1,7 +1,10 @@
 """Export a run from the store: its config, metrics, per-sample rewards and generations.
 
 Flat files a user can open elsewhere (CSV for spreadsheets, Parquet for pandas/polars),
-and the same files zipped in memory for the app's download button.
+and the same files zipped in memory for the app's download button. Everything comes from the
+store; files are written beside their name and moved onto it, so a link planted in the export
+folder is replaced, never written through, and the default folder must be the run's own
+(rmcore.store_files).
 """
 from __future__ import annotations
 
@@ -14,8 +17,11 @@ from typing import TYPE_CHECKING
 
 from rmcore.errors import ConfigError
 from rmcore.safety import redact_secrets
+from rmcore.store_files import own_subfolder, write_replacing
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from rmcore.store import RunStore
 
 EXPORT_FORMATS = ("csv", "parquet")
@@ -26,25 +32,31 @@ def export_run(store: "RunStore", run_id: str, fmt: str, out_dir: Path | None = 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}.")
     run = store.get_run(run_id)
-    out = Path(out_dir) if out_dir is not None else store.run_dir(run_id) / "export"
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / "run_config.json"
-    # Runs are redacted when written; this catches rows written before that (older stores).
-    config_path.write_text(json.dumps(redact_secrets(run), indent=2, default=str))
+    if out_dir is None:
+        out = own_subfolder(store.run_dir(run_id), "export")
+    else:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
     generations = store.generations(run_id)
     generations["terms"] = [json.dumps(t) for t in generations["terms"]]  # flat files need text
     tables = {"metrics": store.metrics([run_id]),
               "sample_rewards": store.all_sample_rewards(run_id),
               "generations": generations}
-    paths = [config_path]
+    # Runs are redacted when written; this catches rows written before that (older stores).
+    config_text = json.dumps(redact_secrets(run), indent=2, default=str)
+    paths = [write_replacing(out / "run_config.json", lambda tmp: tmp.write_text(config_text))]
     for table, frame in tables.items():
-        path = out / f"{table}.{fmt}"
+        paths.append(write_replacing(out / f"{table}.{fmt}", _table_writer(frame, fmt)))
+    return paths
+
+
+def _table_writer(frame: "pd.DataFrame", fmt: str):
+    def write(path: Path) -> None:
         if fmt == "csv":
             frame.to_csv(path, index=False)
         else:
             frame.to_parquet(path, index=False)
-        paths.append(path)
-    return paths
+    return write
 
 
 def export_zip(store: "RunStore", run_id: str, fmt: str) -> bytes:

@@ -3,13 +3,16 @@
 An interrupted, failed or stopped policy run with a checkpoint can be resumed: the same run
 id is queued again and continues from its latest checkpoint to its planned steps. This
 module only reads the store and the checkpoints on disk; the runner re-queues the run.
+
+Reopening a run deletes what it recorded after the checkpoint, so the checkpoint is checked
+here first (rmcore.checkpoints.checkpoint_problem): a damaged newest one falls back to the
+newest intact one, and with none intact the resume is refused with nothing changed.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
+from rmcore.checkpoints import checkpoint_problem
 from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.store import ACTIVE_STATUSES, RunStore
@@ -39,13 +42,22 @@ def resume_plan(store: RunStore, run_id: str, *, live: bool) -> tuple[dict[str, 
 
 
 def resume_point(store: RunStore, run_id: str, last_step: int) -> tuple[int, str]:
-    """(step, folder) of the newest recorded checkpoint that is complete on disk.
+    """(step, folder) of the newest recorded checkpoint that is whole on disk.
 
     The store is the source of truth: a checkpoint written but not yet recorded when the
-    process died may be half-saved. Older recorded ones may have been pruned from disk.
+    process died may be half-saved. Older recorded ones may have been pruned from disk;
+    one that is there but damaged is named in the refusal when no other is usable.
     """
+    damaged = []
     for step, path in reversed(store.checkpoints(run_id)):
-        state = Path(path) / "trainer_state.json"
-        if step <= last_step and state.is_file():
-            return int(json.loads(state.read_text())["step"]), path
+        if step > last_step:
+            continue
+        problem = checkpoint_problem(path, step)
+        if problem is None:
+            return step, path
+        if not problem.endswith("is missing"):  # pruned: the usual fate of older checkpoints
+            damaged.append(problem)
+    if damaged:
+        raise ConfigError(f"Run {run_id} has no intact checkpoint to resume from ({damaged[0]}); "
+                          "start it again instead.")
     raise ConfigError(f"Run {run_id} has no checkpoint to resume from; start it again instead.")

@@ -6,9 +6,14 @@ store. Nothing in this module touches Streamlit: worker threads talk to the UI o
 through the SQLite store, which the pages poll.
 
 A run's life: queued -> preparing (thread started; trainer progress messages) -> running
-(first step recorded) -> done | stopped | failed. A run whose thread is gone without a
-final status (the process died) is marked interrupted by the next Runner on that store.
-An ended policy run can be resumed from its latest checkpoint (rmcore.resume).
+(first step recorded) -> done | stopped | failed, or interrupted (``interrupt``: ended at
+once, its step unfinished). A run whose thread is gone without a final status (the process
+died) is marked interrupted by the next Runner on that store. An ended policy run can be
+resumed from its latest checkpoint (rmcore.resume).
+
+How a run ended is also kept in memory (``outcome``): when the store cannot take the final
+status (a full disk, the database deleted under the run), the CLI following the run still
+learns that it failed and why, instead of polling a "running" row forever.
 
 Bad input never reaches the store: submit() runs the trainer's preflight checks (config,
 device, data, context length, safetensors weights) before it writes anything. Which device a
@@ -17,7 +22,7 @@ run trains on (the least-loaded GPU of several) is rmcore.placement's job.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import shutil
 import threading
 import time
 import traceback as traceback_module
@@ -27,16 +32,15 @@ from typing import Any, Callable
 
 from rmcore import placement
 from rmcore.config import RewardModelConfig, TrainConfig
-from rmcore.errors import ConfigError, RmcoreError
+from rmcore.errors import DISK_FULL, OOM_HINT, ConfigError, StoreError, TrainingError, failure_message  # noqa: F401
 from rmcore.events import ProgressReport, StepReport
 from rmcore.placement import DeviceQueues, resolve_device  # noqa: F401  (re-exported)
+from rmcore.preflight import preflight
 from rmcore.resume import RESUMABLE_STATUSES, resume_plan
-from rmcore.safety import check_safetensors_folder
 from rmcore.store import TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
 
 # kind -> fn(config, on_step, should_stop, on_progress, run_dir); the trainer's return value is ignored.
 TrainFn = Callable[..., Any]
-OOM_HINT = " — try a smaller batch, fewer samples per prompt or fewer new tokens."
 PROGRESS_INTERVAL_S = 0.5  # at most 2 progress writes per second per run
 
 # Run ids owned by live runner threads of this process, across Runner instances: when the
@@ -63,52 +67,6 @@ def _train_reward_model(config: RewardModelConfig, on_step, should_stop, on_prog
 DEFAULT_TRAIN_FNS: dict[str, TrainFn] = {"policy": _train_policy, "reward_model": _train_reward_model}
 
 
-def preflight(config: TrainConfig | RewardModelConfig, runs_dir: str | Path | None = None) -> None:
-    """Every check that can fail a run before it starts; raises the rmcore error, writes nothing.
-
-    Policy runs: the trainer's preflight (fields, reward weights, data, batch vs dataset,
-    context length; no weights loaded), the δ term's reward model must resolve, and local
-    model folders must hold safetensors. Reward-model runs: their config checks and the
-    safetensors check (their trainer's data checks run when the run starts). Both: the
-    device must be there (cuda:N a visible GPU) and able to run the precision asked for. runs_dir is where a δ reward model given as a run
-    id is looked up.
-    """
-    config.validate()
-    placement.check_device(config.device)
-    from rmcore.backbones import resolve_device as torch_device
-    from rmcore.precision import resolve_precision
-
-    resolve_precision(config.precision, torch_device(config.device))  # the device is there and runs it
-    if isinstance(config, TrainConfig):
-        from rmcore.trainer import preflight as trainer_preflight
-
-        trainer_preflight(config)
-        if config.delta != 0:
-            from rmcore.rm_trainer import resolve_reward_model
-
-            check_safetensors_folder(str(resolve_reward_model(config.reward_model, runs_dir)))
-    check_safetensors_folder(config.backbone)
-
-
-def failure_message(exc: BaseException, step: int | None = None) -> str:
-    """One line for the user: our own errors verbatim, others prefixed by their type.
-
-    step: the step being trained when exc was raised. Sampling from a model whose weights
-    went NaN/inf (an absurd learning rate) fails inside torch.multinomial before any loss
-    is computed; that is reported like the trainer's own non-finite-loss check.
-    """
-    text = str(exc) if isinstance(exc, RmcoreError) else f"{type(exc).__name__}: {exc}"
-    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if isinstance(exc, RuntimeError) and "probability tensor contains either `inf`, `nan`" in str(exc):
-        where = f" at step {step}" if step is not None else ""
-        text = (f"non-finite model outputs{where} (NaN or inf while sampling); "
-                "try a smaller learning rate.")
-    torch = sys.modules.get("torch")  # an OOM means torch is loaded; never import it here
-    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-        text += OOM_HINT
-    return text
-
-
 @dataclass
 class _Job:
     run_id: str
@@ -120,6 +78,7 @@ class _Job:
     last_step: int = 0
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    abandoned: bool = False  # interrupt(): the thread may run on to its step's end, but writes nothing
 
 
 class Runner:
@@ -134,6 +93,7 @@ class Runner:
         self._lock = threading.Lock()
         self._resume_lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}  # queued or running in this runner
+        self._ended: dict[str, tuple[str, str | None]] = {}  # run id -> (status, error), as its thread saw it
         self._queues = DeviceQueues(max_concurrent)
         placement.leave_a_core_for_the_ui()
         with _LIVE_LOCK:
@@ -236,6 +196,27 @@ class Runner:
             _forget(run_id)
         return True
 
+    def interrupt(self, run_id: str, message: str) -> bool:
+        """End a run now, without waiting for its step to finish: status interrupted.
+
+        A thread cannot be killed, so it runs on to the end of its step, then stops and
+        writes nothing more (abandoned); a process that exits (the CLI) takes it along. The
+        last checkpoint is what a resume starts from. False if the run is not live here.
+        """
+        validate_run_id(run_id)
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return False
+            job.abandoned = True
+            job.stop_event.set()
+            if self._queues.drop(job):
+                del self._jobs[run_id]
+                _forget(run_id)
+            self._ended[run_id] = ("interrupted", None)
+        self.store.set_status(run_id, "interrupted", message=message)
+        return True
+
     def stop_all(self) -> None:
         with self._lock:
             run_ids = list(self._jobs)
@@ -273,11 +254,29 @@ class Runner:
             return [{"run_id": job.run_id, "status": job.status, "device": job.device,
                      "position": self._queues.position(job)} for job in self._jobs.values()]
 
+    def outcome(self, run_id: str) -> tuple[str, str | None] | None:
+        """(status, error) of a run that ended in this runner, as its thread saw it; else None.
+
+        The store says the same unless it could not be written; then this is the truth."""
+        with self._lock:
+            return self._ended.get(run_id)
+
     def wait(self, run_id: str, timeout: float = 60.0) -> str:
-        """Block until the run reaches a terminal status or timeout; return the status then."""
+        """Block until the run reaches a terminal status or timeout; return the status then.
+
+        A run of this runner whose store cannot be read (deleted, damaged) is waited on
+        through its thread's outcome; any other StoreError is raised."""
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(run_id)
+            ended = self.outcome(run_id)
+            if ended is not None:
+                return ended[0]
+            try:
+                status = self.status(run_id)
+            except StoreError:
+                if not self.is_live(run_id):
+                    raise
+                status = "running"
             if status in TERMINAL_STATUSES or time.monotonic() >= deadline:
                 return status
             time.sleep(0.02)
@@ -305,11 +304,14 @@ class Runner:
             store.set_status(run_id, "preparing", message=report.message)
 
         def on_step(report: StepReport) -> None:
+            if job.abandoned:  # interrupted: end the trainer at its next report, writing nothing
+                raise TrainingError("interrupted")
             if gpu := placement.gpu_metrics(job.device):  # here, not in the trainers: they know no device queue
                 report = dataclasses.replace(report, metrics={**report.metrics, **gpu})
             store.record_step(run_id, report)
             job.status, job.last_step = "running", int(report.step)
 
+        final, error, trace = "done", None, None
         try:
             store.set_status(run_id, "preparing", message="Starting…")
             placement.claim_device(job.device)
@@ -318,19 +320,47 @@ class Runner:
             resume = {"resume_from": job.resume_from} if job.resume_from else {}
             self.train_fns[job.kind](job.config, on_step, job.stop_event.is_set, on_progress, run_dir, **resume)
             final = "stopped" if job.stop_event.is_set() else "done"
-            store.set_status(run_id, final, message="")
         except BaseException as exc:  # the app must keep serving whatever the trainer raised
-            try:
-                store.set_status(run_id, "failed", error=failure_message(exc, job.last_step + 1),
-                                 traceback=traceback_module.format_exc())
-            except Exception:
-                traceback_module.print_exc()
+            final, error, trace = "failed", failure_message(exc, job.last_step + 1), traceback_module.format_exc()
+            if disk_full(store.runs_dir):  # torch's and safetensors' own words for it are cryptic
+                error = f"{DISK_FULL.format(path=store.runs_dir)} free some space, then resume the run."
         finally:
+            ended = ("interrupted", None) if job.abandoned else _record_end(store, run_id, final, error, trace)
             with self._lock:
+                self._ended[run_id] = ended
                 self._queues.finish(job)
                 self._jobs.pop(run_id, None)
                 self._start_ready(job.device)
             _forget(run_id)
+
+
+def _record_end(store: RunStore, run_id: str, status: str, error: str | None,
+                trace: str | None) -> tuple[str, str | None]:
+    """Write how the run ended; (status, error) as it really ended, for Runner.outcome.
+
+    When the store cannot take it (the disk is full, the database was deleted), the run
+    failed, whatever the trainer did: what it recorded is not all in the store.
+    """
+    try:
+        store.set_status(run_id, status, message="" if error is None else None, error=error, traceback=trace)
+        return status, error
+    except Exception as exc:
+        why = failure_message(exc)
+        if error in (None, why) or (_says_disk_full(error) and _says_disk_full(why)):
+            return "failed", error or why  # a full disk explains both
+        return "failed", f"{error} It could not be recorded: {why}"
+
+
+def _says_disk_full(text: str) -> bool:
+    return text.startswith(DISK_FULL.split("{")[0]) and " is full;" in text
+
+
+def disk_full(path: Path, below: int = 64 * 2**20) -> bool:
+    """Less than `below` bytes free where the run writes: the likely cause of a failed save."""
+    try:
+        return shutil.disk_usage(path).free < below
+    except OSError:
+        return False
 
 
 def _forget(run_id: str) -> None:

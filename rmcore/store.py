@@ -14,22 +14,30 @@ threads leave no open connections behind.
 Tables: runs (one row per run), metrics (long format, one row per step and key),
 sample_rewards (one row per sample and reward term, for distributions), generations and
 checkpoints (``save_pretrained`` folders under ``runs_dir/<run id>/``).
+
+The file is checked when opened, and any failure is one StoreError sentence
+(rmcore.store_open); ``read_only=True`` opens it for reading and creates nothing, a missing
+store reading as an empty one. Run folders are removed without following links
+(rmcore.store_files).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-from rmcore.errors import ConfigError
+from rmcore import store_files
+from rmcore.errors import ConfigError, StoreError
 from rmcore.events import StepReport
-from rmcore.store_queries import EVAL_REWARD_KEY, FINAL_LOSS_KEY, RunQueries, _marks  # noqa: F401
+from rmcore.store_open import (SCHEMA, check_identity, check_path, connect, create_schema, file_identity,
+                               open_store, retry, translated, use_wal)
+from rmcore.store_queries import (ACTIVE_STATUSES, EVAL_REWARD_KEY, FINAL_LOSS_KEY, ORPHAN_MESSAGE,  # noqa: F401
+                                  RunQueries, _marks, pid_alive)
 from rmcore.export import EXPORT_FORMATS  # noqa: F401  (re-exported)
 from rmcore.safety import new_run_id, redact_secrets, scrub_secrets, validate_run_id  # noqa: F401
 
@@ -40,28 +48,7 @@ T = TypeVar("T")
 _time_now = time.time  # record_step's `time` argument shadows the module inside it
 KINDS = ("policy", "reward_model")
 STATUSES = ("queued", "preparing", "running", "done", "failed", "stopped", "interrupted")
-ACTIVE_STATUSES = ("queued", "preparing", "running")
 TERMINAL_STATUSES = ("done", "failed", "stopped", "interrupted")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, name TEXT, kind TEXT, status TEXT, config TEXT,
-    created REAL, started REAL, finished REAL, total_steps INTEGER, last_step INTEGER,
-    message TEXT, error TEXT, traceback TEXT, device TEXT, pid INTEGER);
-CREATE TABLE IF NOT EXISTS metrics (run_id TEXT, step INTEGER, key TEXT, value REAL, time REAL);
--- Covering: every metrics read (curves, keys, final and best values) is answered from the
--- index alone, in (run, key, step) order. Reading values through the old (run_id, key, step)
--- index cost a table lookup per row: 1.2 s for the 250k rows of Compare's 20-run table.
-CREATE INDEX IF NOT EXISTS metrics_run_key_step_value ON metrics (run_id, key, step, value, time);
-DROP INDEX IF EXISTS metrics_run_key_step;
-CREATE TABLE IF NOT EXISTS sample_rewards (run_id TEXT, step INTEGER, term TEXT, idx INTEGER, value REAL);
-CREATE INDEX IF NOT EXISTS sample_rewards_run_term_step ON sample_rewards (run_id, term, step);
-CREATE TABLE IF NOT EXISTS generations (run_id TEXT, step INTEGER, split TEXT, idx INTEGER,
-    prompt TEXT, completion TEXT, reference TEXT, reward REAL, terms TEXT);
-CREATE INDEX IF NOT EXISTS generations_run_step ON generations (run_id, step);
-CREATE TABLE IF NOT EXISTS checkpoints (run_id TEXT, step INTEGER, path TEXT);
-CREATE INDEX IF NOT EXISTS checkpoints_run_step ON checkpoints (run_id, step);
-"""
 
 
 def default_runs_dir() -> Path:
@@ -69,78 +56,84 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("RMCORE_RUNS_DIR") or "runs")
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists (POSIX ``kill(pid, 0)``).
-
-    On Windows ``os.kill`` would terminate the process, so there every other process is
-    assumed alive. A recycled pid also reads as alive; both err on the side of "running".
-    """
-    if not pid or pid < 0:
-        return False
-    if os.name == "nt":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
 class RunStore(RunQueries):
     """Read and write runs in ``runs_dir/rmcore.db``; safe across threads and processes."""
 
-    def __init__(self, runs_dir: str | Path | None = None) -> None:
+    def __init__(self, runs_dir: str | Path | None = None, *, read_only: bool = False) -> None:
         self.runs_dir = Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve()
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.runs_dir / "rmcore.db"
-        self._pool: list[sqlite3.Connection] = []
+        self.read_only = read_only
+        check_path(self.db_path, read_only=read_only)
+        if not read_only:
+            with translated(self.db_path):
+                self.runs_dir.mkdir(parents=True, exist_ok=True)
+        conn = open_store(self.db_path, read_only=read_only)
+        # A reader of a folder with no store sees an empty one (in memory): `runs list` on a
+        # mistyped --runs-dir must not leave a database behind.
+        self.missing = conn is None
+        self._identity = None if conn is None else file_identity(self.db_path)
+        self._pool: list[sqlite3.Connection] = [] if conn is None else [conn]
         self._pool_lock = threading.Lock()
-        self._write(_create_schema, transaction=False)
+        if not read_only:
+            self._write(create_schema, transaction=False)
 
     # --- connections and transactions
 
     def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: no implicit transactions; we open them ourselves.
-        conn = sqlite3.connect(self.db_path, timeout=15.0, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 15000")
-        _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        # NORMAL is durable against an app crash in WAL mode and skips an fsync per commit.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        if self.missing:
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            conn.executescript(SCHEMA)
+            return conn
+        conn = connect(self.db_path, read_only=self.read_only)
+        if not self.read_only:
+            use_wal(conn, self.db_path)
         return conn
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a pooled connection; SQLite errors in the block leave as one StoreError."""
+        if not self.missing:
+            check_identity(self.db_path, self._identity)
         with self._pool_lock:
             conn = self._pool.pop() if self._pool else None
         conn = conn or self._connect()
         try:
-            yield conn
+            with translated(self.db_path):
+                yield conn
         finally:
             with self._pool_lock:
                 self._pool.append(conn)
 
     def _write(self, fn: Callable[[sqlite3.Connection], T], transaction: bool = True) -> T:
-        def attempt() -> T:
-            with self._connection() as conn:
-                if not transaction:
-                    return fn(conn)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if conn.in_transaction:
+        if self.read_only:
+            raise StoreError(f"{self.db_path} was opened read-only; this change needs a writable store.")
+
+        def attempt(conn: sqlite3.Connection) -> T:
+            if not transaction:
+                return fn(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
                         conn.execute("ROLLBACK")
-                    raise
-        return _retry(attempt)
+                raise
+
+        with self._connection() as conn:
+            return retry(lambda: attempt(conn))
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        return self._query(sql, params)[1]
+
+    def _query(self, sql: str, params: tuple | list = ()) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of one SELECT."""
         with self._connection() as conn:
-            return _retry(lambda: conn.execute(sql, params).fetchall())
+            cursor = retry(lambda: conn.execute(sql, params))
+            rows = cursor.fetchall()
+            return [d[0] for d in cursor.description or ()], rows
 
     def _frame(self, sql: str, params: tuple | list, columns: list[str]) -> "pd.DataFrame":
         import pandas as pd
@@ -272,12 +265,15 @@ class RunStore(RunQueries):
         orphans = [run_id for run_id, pid in rows
                    if run_id not in except_ids and (pid == me or not pid_alive(pid))]
         for run_id in orphans:
-            self.set_status(run_id, "interrupted",
-                            message="The process running it stopped before it finished.")
+            self.set_status(run_id, "interrupted", message=ORPHAN_MESSAGE)
         return orphans
 
     def delete_run(self, run_id: str) -> None:
-        """Delete a run's rows and its folder; refuses while it is queued or running."""
+        """Delete a run's rows and its folder; refuses while it is queued or running.
+
+        Checked before anything changes: the folder is set aside (renamed) first and put back
+        if the rows cannot be deleted. A link in (or as) the folder is removed, never followed.
+        """
         status = self.get_run(run_id)["status"]
         if status in ACTIVE_STATUSES:
             raise ConfigError(f"Run {run_id} is {status}; stop it before deleting it.")
@@ -287,17 +283,21 @@ class RunStore(RunQueries):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
-        self._write(delete)
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        folder = self.run_dir(run_id)
+        aside = store_files.set_aside(folder)
+        try:
+            self._write(delete)
+        except BaseException:
+            store_files.put_back(aside, folder)
+            raise
+        store_files.remove_aside(aside, run_id)
 
     # --- readers
 
     def run_dir(self, run_id: str) -> Path:
-        """``runs_dir/run_id``, guaranteed to stay inside runs_dir (not created here)."""
-        path = (self.runs_dir / validate_run_id(run_id)).resolve()
-        if path.parent != self.runs_dir:
-            raise ConfigError(f"Invalid run id {run_id!r}: it points outside the runs folder.")
-        return path
+        """``runs_dir/run_id`` (not created here). The id is a plain name (validate_run_id), so
+        the path is inside runs_dir; it is not resolved, so a link there stays a link."""
+        return self.runs_dir / validate_run_id(run_id)
 
     # --- export (rmcore.export does the work; these keep the store's one-object API)
 
@@ -312,10 +312,6 @@ class RunStore(RunQueries):
         return export_zip(self, run_id, fmt)
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(_SCHEMA)
-
-
 def _truncate(conn: sqlite3.Connection, run_id: str, step: int) -> None:
     for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
@@ -325,20 +321,3 @@ def _truncate(conn: sqlite3.Connection, run_id: str, step: int) -> None:
 def _check_status(status: str) -> None:
     if status not in STATUSES:
         raise ConfigError(f"Run status must be one of {', '.join(STATUSES)}; got {status!r}.")
-
-
-def _retry(fn: Callable[[], T], attempts: int = 8) -> T:
-    """Call fn, retrying with backoff when SQLite says the database is locked or busy.
-
-    busy_timeout already waits 15 s for the write lock; this covers the cases where SQLite
-    returns SQLITE_BUSY without calling the busy handler (e.g. switching to WAL mode).
-    """
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            transient = "locked" in str(exc) or "busy" in str(exc)
-            if not transient or attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2 ** attempt)
-    raise AssertionError("unreachable")

@@ -2,11 +2,12 @@
 
 A mixin of RunStore (rmcore.store), kept apart so each file has one job: this one turns
 rows into dicts and pandas DataFrames; rmcore.store owns connections, schema and writes.
-It relies on the store's ``_rows(sql, params)`` and ``_frame(sql, params, columns)``.
+It relies on the store's ``_query``, ``_rows`` and ``_frame`` (SQL in, rows out).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,31 +24,60 @@ FINAL_LOSS_KEY = "loss/total"
 LOWER_IS_BETTER = ("loss/", "policy/kl", "policy/approx_kl", "perf/step_time", "batch/self_bleu")
 
 
+ACTIVE_STATUSES = ("queued", "preparing", "running")
+ORPHAN_MESSAGE = "The process running it stopped before it finished."
+
+
 def lower_is_better(key: str) -> bool:
     return key.startswith(LOWER_IS_BETTER)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists (POSIX ``kill(pid, 0)``).
+
+    On Windows ``os.kill`` would terminate the process, so there every other process is
+    assumed alive. A recycled pid also reads as alive; both err on the side of "running".
+    """
+    if not pid or pid < 0:
+        return False
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def shown_status(status: str, pid: int | None) -> str:
+    """The status to show: an active run whose process is dead is interrupted.
+
+    Only a writer (the next Runner, mark_interrupted) records that; a reader such as
+    ``runs list`` must not write, yet must not show a killed run as running forever.
+    """
+    return "interrupted" if status in ACTIVE_STATUSES and not pid_alive(pid) else status
 
 
 class RunQueries:
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's row as a dict, config parsed; ConfigError if there is no such run."""
-        validate_run_id(run_id)
-        from rmcore.store import _retry  # the store's busy-retry (here: rmcore.store imports this module)
-
-        with self._connection() as conn:
-            cursor = _retry(lambda: conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)))
-            row = cursor.fetchone()
-            names = [d[0] for d in cursor.description]
+        names, rows = self._query("SELECT * FROM runs WHERE id = ?", (validate_run_id(run_id),))
+        row = rows[0] if rows else None
         if row is None:
-            raise ConfigError(f"No run with id {run_id!r} in {self.runs_dir}.")
+            where = " (there is no run store there)" if self.missing else ""
+            raise ConfigError(f"No run with id {run_id!r} in {self.runs_dir}{where}.")
         run = dict(zip(names, row))
         run["config"] = json.loads(run["config"] or "{}")
         return run
 
     def list_runs(self) -> "pd.DataFrame":
-        """One row per run, newest first, with summary columns for the runs table."""
+        """One row per run, newest first, with summary columns for the runs table; a run
+        whose process is dead shows as interrupted (shown_status)."""
         rows = self._rows(
             "SELECT id, name, kind, status, config, total_steps, last_step, created, started,"
-            " finished, message, error, device,"
+            " finished, message, error, device, pid,"
             " (SELECT MAX(value) FROM metrics m WHERE m.run_id = r.id AND m.key = ?),"
             " (SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = ?"
             "  ORDER BY step DESC LIMIT 1)"
@@ -55,8 +85,10 @@ class RunQueries:
         now = time.time()
         records = []
         for (run_id, name, kind, status, config, steps, last_step, created, started, finished,
-             message, error, device, best_eval, final_loss) in rows:
+             message, error, device, pid, best_eval, final_loss) in rows:
             cfg = json.loads(config or "{}")
+            if shown_status(status, pid) != status:
+                status, message = "interrupted", ORPHAN_MESSAGE
             end = finished if finished is not None else now
             records.append({
                 "id": run_id, "name": name, "kind": kind, "status": status,
