@@ -25,7 +25,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BASELINES = ("ema", "greedy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")  # rmcore.precision
-RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_eval: SCALAR, EMBEDDING
+RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_family: SCALAR, EMBEDDING
 
 # Ends of the ranges: each far past any useful value, and small enough that products of them
 # stay finite in float32 (a weight of 1e6 on a reward of 1e3 is 1e9) and fit SQLite's 64-bit
@@ -249,10 +249,10 @@ class RewardModelConfig:
         return self
 
     def _check_loss(self) -> None:
-        """The loss exists and fits the family and margin (rmcore.rm_trainer); imported here to
+        """The loss exists and fits the family and margin (rmcore.rm_family); imported here to
         keep this module light."""
         from rmcore.losses import get_reward_model_loss
-        from rmcore.rm_trainer import loss_kwargs, reward_model_kind
+        from rmcore.rm_family import loss_kwargs, reward_model_kind
 
         get_reward_model_loss(self.loss)
         reward_model_kind(self)

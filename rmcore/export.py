@@ -22,13 +22,13 @@ from rmcore.store_files import own_subfolder, write_replacing
 if TYPE_CHECKING:
     import pandas as pd
 
-    from rmcore.store import RunStore
-
 EXPORT_FORMATS = ("csv", "parquet")
 
 
-def export_run(store: "RunStore", run_id: str, fmt: str, out_dir: Path | None = None) -> list[Path]:
-    """Write run_config.json and metrics / sample_rewards / generations as csv or parquet."""
+def export_run(store, run_id: str, fmt: str, out_dir: Path | None = None) -> list[Path]:
+    """Write run_config.json and metrics / sample_rewards / generations as csv or parquet.
+
+    store: a rmcore.store.RunStore, not imported here (rmcore.store imports this module)."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}.")
     run = store.get_run(run_id)

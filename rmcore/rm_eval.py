@@ -37,11 +37,11 @@ from rmcore.precision import autocast
 from rmcore.rewards.model import (
     _pad_right,  # the scorer's own padding: identical inputs by construction
 )
+from rmcore.rm_family import EMBEDDING, SCALAR  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SCALAR, EMBEDDING = "scalar", "embedding"
 CALIBRATION_BINS = 10
 EVAL_BATCH = 32
 

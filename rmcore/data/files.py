@@ -19,7 +19,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from rmcore.config import MAX_ROWS
-from rmcore.data import Example, PreferencePair, TaskData, make_prompt
+from rmcore.data.types import Example, PreferencePair, TaskData, make_prompt
 from rmcore.errors import DataError
 
 # Far above real datasets (CNN/DailyMail's train split: 1.3 GB as JSONL, 287k rows, articles

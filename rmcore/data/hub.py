@@ -8,7 +8,7 @@ rows_to_task as local files.
 """
 from __future__ import annotations
 
-from rmcore.data import HUB_DATASET_PRESETS, TaskData
+from rmcore.data.types import HUB_DATASET_PRESETS, TaskData
 from rmcore.data.files import rows_to_task
 from rmcore.errors import DataError, HubUnavailableError
 

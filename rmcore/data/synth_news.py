@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from rmcore.data import Example, PreferencePair, TaskData, make_prompt
+from rmcore.data.types import Example, PreferencePair, TaskData, make_prompt
 
 CORRUPTIONS = ("wrong_number", "wrong_entity", "repetition", "truncation", "off_topic", "invented_detail")
 MAX_DOCUMENT_WORDS = 90
