@@ -31,6 +31,17 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def runner(runs_dir):
+    """A Runner on this test's runs folder, shut down (every run ended) afterwards."""
+    from rmcore.runner import Runner
+
+    made = Runner(runs_dir)
+    yield made
+    assert made.shutdown(timeout=60)
+    made.store.close()
+
+
+@pytest.fixture
 def fresh_runner(runs_dir):
     """For app tests: a cleared resource cache (so the app builds its runner on this test's
     runs folder), and no run left going afterwards."""

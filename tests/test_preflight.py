@@ -71,14 +71,6 @@ def store_state(runner: Runner) -> tuple[list[str], list[str]]:
     return list(runner.store.list_runs()["id"]), entries
 
 
-@pytest.fixture
-def runner(runs_dir):
-    made = Runner(runs_dir)
-    yield made
-    assert made.shutdown(timeout=60)
-    made.store.close()
-
-
 def assert_refused(runner: Runner, config, *words: str) -> str:
     """submit raises one RmcoreError sentence holding every word; the store is unchanged."""
     before = store_state(runner)

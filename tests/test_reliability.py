@@ -32,14 +32,6 @@ def tiny(path: str, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
-@pytest.fixture
-def runner(runs_dir):
-    made = Runner(runs_dir)
-    yield made
-    assert made.shutdown(timeout=30)
-    made.store.close()
-
-
 def steps_and_duplicates(store: RunStore, run_id: str) -> tuple[list[int], int]:
     """(recorded steps, number of (step, key) pairs recorded more than once)."""
     metrics = store.metrics([run_id])
