@@ -5,7 +5,7 @@
 
 Each variant runs in a fresh subprocess (peak RSS is per process on CPU, and a GPU's peak
 counter starts clean): build the random-init shape, make rmcore's session (policy, frozen
-reference, optimizer), run `--steps` GRPO steps through rmcore.policy_step.online_step, report
+reference, optimizer), run `--steps` GRPO steps through rmcore.online_step.online_step, report
 trainable parameters and peak memory. Full fine-tuning holds a second copy of the weights
 (the reference) plus two AdamW moments and a gradient per weight; LoRA holds one copy (the
 reference is the base with the adapter off) and optimizer state only for the adapters.
@@ -31,7 +31,7 @@ def child(args: argparse.Namespace) -> dict:
     from rmcore.config import TrainConfig
     from rmcore.data import load_task
     from rmcore.lora import trainable_parameters
-    from rmcore.policy_step import online_step
+    from rmcore.online_step import online_step
     from rmcore.precision import autocast, resolve_precision
     from rmcore.trainer import make_session
     from shapes import SHAPES
@@ -54,7 +54,7 @@ def child(args: argparse.Namespace) -> dict:
         s.step = step
         batch = pool[step * args.prompts:(step + 1) * args.prompts]
         with autocast(precision, device):
-            online_step(s, [e.prompt for e in batch], [e.reference for e in batch])
+            online_step(s, batch)
     seconds = (time.perf_counter() - t0) / args.steps
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -109,7 +109,7 @@ def run_rmcore(path: Path, args, times: EngineTimes) -> None:
             m = report.metrics
             times.step_s.append(ends[-1][0] - ends[-2][0])
             times.cpu_s.append(ends[-1][1] - ends[-2][1])
-            times.lengths.append(m["gen/response_length"])
+            times.lengths.append(m["policy/response_length"])
             phases = ("perf/generate_s", "perf/ref_forward_s", "perf/reward_s", "perf/update_s")
             for key in phases:
                 times.split.setdefault(key, []).append(m[key])

@@ -13,7 +13,7 @@ from ui.text import md_escape
 require_entrypoint()
 
 SUMMARY_KEYS = ["reward/total", "eval/reward", "eval/rouge", "eval/entity_acc", "eval/number_acc", "loss/total",
-                "policy/kl", "policy/entropy", "gen/response_length", "perf/samples_per_s"]
+                "policy/kl", "policy/entropy", "policy/response_length", "perf/samples_per_s"]
 PREFERRED_METRICS = ("reward/total", "eval/reward", "loss/total")
 
 st.title("Compare")

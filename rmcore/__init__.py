@@ -11,8 +11,14 @@ __all__ = ["TrainConfig", "RewardModelConfig", "train", "train_reward_model"]
 
 
 def train(config, on_step=None, should_stop=None, on_progress=None, run_dir=None, resume_from=None):
+    """rmcore.trainer.train, with a δ reward model given as a run id resolved to its folder first
+    (in the run's runs dir, else $RMCORE_RUNS_DIR or ./runs)."""
+    from pathlib import Path
+
+    from rmcore.run_refs import resolved_config
     from rmcore.trainer import train as _train
 
+    config = resolved_config(config, Path(run_dir).parent if run_dir else None)
     return _train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress, run_dir=run_dir,
                   resume_from=resume_from)
 

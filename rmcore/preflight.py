@@ -74,7 +74,8 @@ def check_reward_model(ref: str, runs_dir: str | Path | None = None, *, trust_re
     """The δ term's reward model: a run id or folder that resolves to a complete checkpoint of
     the kind it says it is (a scalar model has exactly one output label)."""
     from rmcore.backbones import check_model_folder
-    from rmcore.rm_eval import SCALAR, resolve_reward_model, saved_kind
+    from rmcore.rm_eval import SCALAR, saved_kind
+    from rmcore.run_refs import resolve_reward_model
 
     folder = resolve_reward_model(ref, runs_dir)
     kind = saved_kind(folder)

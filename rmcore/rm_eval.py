@@ -18,8 +18,9 @@ Evaluation: pairwise accuracy (overall and per corruption type), score statistic
 reliability diagram of σ(Δ) against the observed win rate, with its expected calibration
 error (Guo et al. 2017, arXiv:1706.04599, eq. 3).
 
-Use: ``load_reward_model_scorer`` turns a run id or a checkpoint folder back into the reward
-callable of the policy's δ term, scoring exactly as the eval here did.
+Use: ``load_scorer`` turns a checkpoint folder back into the reward callable of the policy's
+δ term, scoring exactly as the eval here did (a run id becomes a folder in rmcore.run_refs,
+before a trainer starts, so nothing here reads the run store).
 """
 from __future__ import annotations
 
@@ -235,35 +236,6 @@ def eval_summary(metrics: pd.DataFrame) -> pd.DataFrame:
 INFO_FILE = "rm_info.json"  # written beside each checkpoint by rmcore.rm_trainer.save_checkpoint
 
 
-def resolve_reward_model(ref: str, runs_dir: str | Path | None = None) -> Path:
-    """The checkpoint folder named by ``ref``: a folder, or a reward-model run's latest checkpoint."""
-    from rmcore.store import RunStore, default_runs_dir, validate_run_id
-
-    ref = str(ref).strip()
-    if not ref:
-        raise ConfigError("No reward model given: pass a reward-model run id or a checkpoint folder.")
-    folder = Path(ref).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise ConfigError(f"{folder} holds no saved model (no config.json); pass a checkpoint folder.")
-        return folder
-    runs = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    try:
-        validate_run_id(ref)
-        run = RunStore(runs).get_run(ref) if (runs / "rmcore.db").is_file() else None
-    except ConfigError:
-        run = None
-    if run is None:
-        raise ConfigError(f"Reward model {ref!r} is neither a checkpoint folder nor a run id in {runs}.")
-    if run["kind"] != "reward_model":
-        raise ConfigError(f"Run {ref} is a {run['kind']} run, not a reward model.")
-    checkpoint = RunStore(runs).latest_checkpoint(ref)
-    if checkpoint is None:
-        raise ConfigError(f"Reward-model run {ref} has no checkpoint yet (it is {run['status']}); "
-                          "one is saved when it finishes or is stopped.")
-    return Path(checkpoint)
-
-
 def saved_kind(folder: Path) -> str:
     """SCALAR or EMBEDDING, as rm_info.json records; SCALAR for a folder without one (a reward
     model saved by another tool). The file may be corrupt or replaced: anything but a small
@@ -282,17 +254,29 @@ def saved_kind(folder: Path) -> str:
     return kind
 
 
-def load_reward_model_scorer(ref: str, *, device: Any, trust_remote_code: bool = False,
-                             runs_dir: str | Path | None = None, batch_size: int = 16,
-                             dtype: torch.dtype = torch.float32):
-    """The reward callable ``(prompts, completions, references) -> list[float]`` of a trained
-    reward model (run id or folder), frozen, stored as ``dtype``, scored in batches on ``device``."""
+def checkpoint_folder(ref: str | Path) -> Path:
+    """``ref`` as a reward-model checkpoint folder; ConfigError if it is not one."""
+    folder = Path(str(ref).strip()).expanduser()
+    if not str(ref).strip():
+        raise ConfigError("No reward model given: pass a reward-model run id or a checkpoint folder.")
+    if not folder.is_dir():
+        raise ConfigError(f"Reward model {str(ref)!r} is not a checkpoint folder (a run id is resolved to its "
+                          "folder before training: rmcore.run_refs).")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder} holds no saved model (no config.json); pass a checkpoint folder.")
+    return folder
+
+
+def load_scorer(folder: str | Path, *, device: Any, trust_remote_code: bool = False, batch_size: int = 16,
+                dtype: torch.dtype = torch.float32):
+    """The reward callable ``(prompts, completions, references) -> list[float]`` of the reward
+    model saved in ``folder``, frozen, stored as ``dtype``, scored in batches on ``device``."""
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     from rmcore.backbones import _from_pretrained, load_tokenizer
     from rmcore.rewards import RewardModelScorer
 
-    folder = resolve_reward_model(ref, runs_dir)
+    folder = checkpoint_folder(folder)
     kind = saved_kind(folder)
     device = torch.device(device)
     tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)

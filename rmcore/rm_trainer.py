@@ -10,7 +10,7 @@ Reports through callbacks only (rmcore.events), like rmcore.trainer. A stopped r
 its current step with an eval and a checkpoint, so what was learnt stays usable; a loss or
 gradient norm that is NaN or inf fails the run before the optimizer step, naming the likely
 cause. Loading a trained model back as the policy's δ term is rmcore.rm_eval's job
-(``load_reward_model_scorer``, re-exported here).
+(``load_scorer``; rmcore.run_refs for a run id).
 """
 from __future__ import annotations
 
@@ -35,16 +35,7 @@ from rmcore.errors import ConfigError, TrainingError
 from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
 from rmcore.losses import get_reward_model_loss
 from rmcore.precision import autocast, no_autocast, resolve_precision
-from rmcore.rm_eval import (  # noqa: F401  (load_reward_model_scorer, resolve_reward_model: re-exported)
-    EMBEDDING,
-    INFO_FILE,
-    SCALAR,
-    evaluate,
-    load_reward_model_scorer,
-    loss_inputs,
-    pair_rewards,
-    resolve_reward_model,
-)
+from rmcore.rm_eval import EMBEDDING, INFO_FILE, SCALAR, evaluate, loss_inputs, pair_rewards
 from rmcore.rm_family import (  # noqa: F401  (re-exported: the loss/family checks live there)
     EMBEDDING_LOSSES, MARGIN_LOSSES, SCALAR_LOSSES, loss_kwargs, reward_model_kind)
 

@@ -52,7 +52,10 @@ _LIVE_LOCK = threading.Lock()
 
 def _train_policy(config: TrainConfig, on_step, should_stop, on_progress, run_dir: Path,
                   resume_from: str | None = None) -> Any:
+    from rmcore.run_refs import resolved_config
     from rmcore.trainer import train  # heavy (transformers); only when a run starts
+
+    config = resolved_config(config, run_dir.parent)  # the trainer sees folders, never run ids
     return train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress,
                  run_dir=run_dir, resume_from=resume_from)
 

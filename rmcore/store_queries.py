@@ -12,24 +12,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rmcore.errors import ConfigError
+from rmcore.metrics import EVAL_REWARD, LOSS_TOTAL, canonical, lower_is_better, stored_names
 from rmcore.safety import validate_run_id
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# The metric contract with the trainers, used by list_runs' summary columns.
-EVAL_REWARD_KEY = "eval/reward"
-FINAL_LOSS_KEY = "loss/total"
-# Keys where smaller is better; every other key counts "best" as the largest value.
-LOWER_IS_BETTER = ("loss/", "policy/kl", "policy/approx_kl", "perf/step_time", "batch/self_bleu")
+# The metric contract with the trainers (rmcore.metrics), used by list_runs' summary columns.
+EVAL_REWARD_KEY = EVAL_REWARD
+FINAL_LOSS_KEY = LOSS_TOTAL
 
 
 ACTIVE_STATUSES = ("queued", "preparing", "running")
 ORPHAN_MESSAGE = "The process running it stopped before it finished."
-
-
-def lower_is_better(key: str) -> bool:
-    return key.startswith(LOWER_IS_BETTER)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -101,15 +96,20 @@ class RunQueries:
         return pd.DataFrame(records, columns=_LIST_COLUMNS)
 
     def metrics(self, run_ids: list[str], keys: list[str] | None = None) -> "pd.DataFrame":
-        """Long-format metrics of several runs: columns run_id, step, key, value, time."""
+        """Long-format metrics of several runs: columns run_id, step, key, value, time.
+
+        Keys are in rmcore.metrics' vocabulary: an old run's renamed keys come back renamed."""
         ids = [validate_run_id(r) for r in run_ids]
         sql = f"SELECT run_id, step, key, value, time FROM metrics WHERE run_id IN ({_marks(ids)})"
         params: list[Any] = list(ids)
         if keys is not None:
-            sql += f" AND key IN ({_marks(keys)})"
-            params += list(keys)
+            names = stored_names(list(keys))
+            sql += f" AND key IN ({_marks(names)})"
+            params += names
         sql += " ORDER BY run_id, key, step"
-        return self._frame(sql, params, ["run_id", "step", "key", "value", "time"])
+        frame = self._frame(sql, params, ["run_id", "step", "key", "value", "time"])
+        frame["key"] = frame["key"].map(canonical)
+        return frame
 
     def final_and_best(self, run_ids: list[str], keys: list[str]) -> "pd.DataFrame":
         """Per run and key: the value at the last step, the best value and its (first) step.
@@ -120,6 +120,7 @@ class RunQueries:
         -> [run_id, key, final, best, best_step, last_step], one row per (run, key) present.
         """
         ids = [validate_run_id(r) for r in run_ids]
+        keys = stored_names(list(keys))
         lower = [k for k in keys if lower_is_better(k)]
         if not ids or not keys:
             rows = []
@@ -138,7 +139,9 @@ class RunQueries:
                 "  last_step"
                 " FROM best b ORDER BY run_id, key", [*ids, *keys, *lower])
         import pandas as pd
-        return pd.DataFrame(rows, columns=["run_id", "key", "final", "best", "best_step", "last_step"])
+        frame = pd.DataFrame(rows, columns=["run_id", "key", "final", "best", "best_step", "last_step"])
+        frame["key"] = frame["key"].map(canonical)
+        return frame
 
     def metric_keys(self, run_id: str) -> list[str]:
         """The run's metric keys, sorted. A skip scan: one index seek per key (next key > the
@@ -150,7 +153,7 @@ class RunQueries:
                           " SELECT (SELECT MIN(key) FROM metrics WHERE run_id = ? AND key > k.key)"
                           " FROM k WHERE k.key IS NOT NULL)"
                           " SELECT key FROM k WHERE key IS NOT NULL", (run_id, run_id))
-        return [key for (key,) in rows]
+        return sorted({canonical(key) for (key,) in rows})
 
     def sample_rewards(self, run_id: str, term: str = "total",
                        steps: list[int] | None = None) -> "pd.DataFrame":

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from rmcore.store_queries import lower_is_better
+from rmcore.metrics import lower_is_better
 
 
 def distribution_table(values_by_run: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -54,7 +54,7 @@ def final_and_best(df: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFr
     """Per run and metric: the value at the last step, the best value and its step.
 
     "Best" is the minimum for losses, KL, step time and self-BLEU, the maximum otherwise
-    (rmcore.store_queries.lower_is_better); ties go to the earliest step. The store's
+    (rmcore.metrics.lower_is_better); ties go to the earliest step. The store's
     RunStore.final_and_best computes the same in SQL without loading the rows.
     df: long metrics -> [run_id, key, final, best, best_step, last_step].
     """

@@ -2,7 +2,8 @@
 
     set-up:  validate → data → policy (+ frozen reference, value head) → reward → optimizer
     step 0:  greedy eval, so every curve starts from the untrained model
-    loop:    batch → algorithm step (rmcore.policy_step) → timings → eval / checkpoint → report
+    loop:    batch → the algorithm's step (algo.step: rmcore.online_step or rmcore.offline_step)
+             → timings → eval / checkpoint → report
 
 It reports through callbacks only (rmcore.events) and knows nothing of the store or the UI.
 Same config and seed on CPU give the same metrics (perf/* timings aside).
@@ -24,7 +25,8 @@ from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
 from rmcore.facts import fact_metrics
 from rmcore.lora import add_adapter
-from rmcore.policy_step import Session, StepResult, dpo_step, online_step, reference_logprobs, score, sft_step
+from rmcore.metrics import EVAL_RESPONSE_LENGTH, EVAL_REWARD, RESPONSE_LENGTH
+from rmcore.policy_step import Session, StepResult, reference_logprobs, score
 from rmcore.precision import autocast, frozen_dtype, resolve_precision
 from rmcore.rewards import Rouge, build_composite
 from rmcore.rollout import encode_prompts, sample
@@ -47,11 +49,11 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)  # the policy's weights stay fp32 either way
     task, pool = load_pool(cfg)
-    runs_dir = Path(run_dir).parent if run_dir else None  # where run ids (backbone, δ's reward model) resolve
+    runs_dir = Path(run_dir).parent if run_dir else None  # its models/ folder caches the built-in backbone
     policy, tokenizer = load_causal_lm(cfg.backbone, device=device, trust_remote_code=cfg.trust_remote_code,
                                        runs_dir=runs_dir, on_progress=on_progress)
     encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
-    session = make_session(cfg, algo, policy, tokenizer, device, runs_dir=runs_dir, precision=precision)
+    session = make_session(cfg, algo, policy, tokenizer, device, precision=precision)
     eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
 
     # --- step 0 (the start of every eval curve), or the step a resumed run stopped at
@@ -75,12 +77,7 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         picked = random.Random(f"{cfg.seed}-{step}").sample(range(len(pool)), cfg.batch_size)
         session.generator.manual_seed(cfg.seed * 1_000_003 + step)
         with autocast(precision, device):  # forward passes; the update leaves autocast (backward_and_step)
-            if algo.kind == "online":
-                result = online_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
-            elif algo.kind == "sft":
-                result = sft_step(session, [pool[i].prompt for i in picked], [pool[i].reference for i in picked])
-            else:
-                result = dpo_step(session, [pool[i] for i in picked])
+            result = algo.step(session, [pool[i] for i in picked])
         add_throughput(result, time.perf_counter() - t0)
 
         gens = result.generations
@@ -115,9 +112,9 @@ def load_pool(cfg: TrainConfig):
     task = load_task(cfg.task, split=cfg.dataset_split, seed=cfg.seed, prompt_column=cfg.prompt_column,
                      reference_column=cfg.reference_column, chosen_column=cfg.chosen_column,
                      rejected_column=cfg.rejected_column)
-    pool = task.pairs_train if algo.kind == "pairs" else task.train
+    pool = task.pairs_train if algo.data == "pairs" else task.train
     if not pool:
-        raise ConfigError(f"Task {cfg.task!r} has no {'preference pairs' if algo.kind == 'pairs' else 'examples'} "
+        raise ConfigError(f"Task {cfg.task!r} has no {'preference pairs' if algo.data == 'pairs' else 'examples'} "
                           f"for {algo.label}.")
     if cfg.batch_size > len(pool):
         raise ConfigError(f"batch_size ({cfg.batch_size}) is larger than the dataset ({len(pool)} examples).")
@@ -148,14 +145,13 @@ def preflight(config: TrainConfig) -> None:
                           f"length ({limit}) to leave room for the prompt.")
 
 
-def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Path | None = None,
-                 precision: str = "fp32") -> Session:
+def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, precision: str = "fp32") -> Session:
     """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward.
 
     At bf16 the frozen models (reference, δ's reward model) are stored in bf16, half the
     memory; the policy and value head keep fp32 weights so AdamW's small updates land.
     """
-    needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.kind == "pairs"
+    needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.needs_reference
     if cfg.lora_r:  # base frozen, adapters train; the reference is this model with them off
         policy = add_adapter(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
     ref = None
@@ -168,7 +164,7 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Pa
                                      else policy.config.n_embd, 1).to(device)
         torch.nn.init.zeros_(value_head.weight)  # V ≡ bias at start: a neutral critic
         params += list(value_head.parameters())
-    rm_scorer = load_reward_model_scorer(cfg, device, runs_dir, frozen_dtype(precision)) if cfg.delta != 0 else None
+    rm_scorer = load_reward_model_scorer(cfg, device, frozen_dtype(precision)) if cfg.delta != 0 else None
     reward = build_composite(cfg.reward_weights(), rouge_type=cfg.rouge_type, distinct_n=cfg.distinct_n,
                              target_length=cfg.target_length, rm_scorer=rm_scorer)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -180,16 +176,15 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, runs_dir: Pa
                    optimizer=optimizer, reward=reward, generator=generator, device=device)
 
 
-def load_reward_model_scorer(cfg: TrainConfig, device, runs_dir: Path | None = None, dtype=torch.float32):
-    """The δ term: a reward model from a run id or a checkpoint folder (rmcore.rm_eval).
+def load_reward_model_scorer(cfg: TrainConfig, device, dtype=torch.float32):
+    """The δ term: the reward model in the checkpoint folder cfg.reward_model (rmcore.rm_eval).
 
-    A run id is looked up in the policy run's own runs dir, as the Runner's preflight does;
-    None (a run without a store) means $RMCORE_RUNS_DIR or ./runs.
+    A run id was resolved to its folder before training started (rmcore.run_refs, called by
+    the runner and by rmcore.train), so the trainer never reads the run store.
     """
-    from rmcore.rm_eval import load_reward_model_scorer as load
+    from rmcore.rm_eval import load_scorer
 
-    return load(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, runs_dir=runs_dir,
-                dtype=dtype)
+    return load_scorer(cfg.reward_model, device=device, trust_remote_code=cfg.trust_remote_code, dtype=dtype)
 
 
 @torch.no_grad()
@@ -203,8 +198,8 @@ def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
     ref_t1 = reference_logprobs(s, batch)[3] if s.ref is not None else None
     breakdown = score(s, batch, prompts, refs, ref_t1)
     n = len(prompts)
-    metrics = {"eval/reward": sum(breakdown.total) / n,
-               "eval/response_length": batch.response_mask.sum(-1).mean().item()}
+    metrics = {EVAL_REWARD: sum(breakdown.total) / n,
+               EVAL_RESPONSE_LENGTH: batch.response_mask.sum(-1).mean().item()}
     for term, values in breakdown.terms.items():
         metrics[f"eval/{term}"] = sum(values) / n
     if "rouge" not in breakdown.terms or s.cfg.rouge_type != "rougeL":
@@ -220,6 +215,6 @@ def evaluate(s: Session, examples) -> tuple[dict[str, float], list[dict]]:
 
 def add_throughput(result: StepResult, seconds: float) -> None:
     n = len(result.sample_rewards.get("total", []))
-    tokens = result.metrics.get("gen/response_length", 0.0) * n
+    tokens = result.metrics.get(RESPONSE_LENGTH, 0.0) * n
     result.metrics.update({"perf/step_time": seconds, "perf/samples_per_s": n / seconds,
                            "perf/tokens_per_s": tokens / seconds})

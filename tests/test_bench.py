@@ -183,7 +183,7 @@ def test_shared_prompt_scoring_equals_the_full_forward_values_and_gradients(tiny
 
 
 def test_single_on_policy_pass_gives_the_metrics_of_a_separate_old_logprob_forward(tiny_lm_path, monkeypatch):
-    from rmcore import policy_step
+    from rmcore import online_step as policy_step
 
     def run() -> list[dict]:
         reports = []
@@ -205,4 +205,4 @@ def test_self_bleu_is_logged_on_the_first_every_tenth_and_last_step(tiny_lm_path
     reports = []
     rmcore.train(TrainConfig(backbone=tiny_lm_path, loss="reinforce", steps=12, batch_size=2, samples_per_prompt=2,
                              max_new_tokens=4, eval_every=0, eval_prompts=2), on_step=reports.append)
-    assert [r.step for r in reports if "batch/self_bleu" in r.metrics] == [1, 10, 12]
+    assert [r.step for r in reports if "policy/self_bleu" in r.metrics] == [1, 10, 12]

@@ -63,3 +63,41 @@ def test_find_cycle_sees_a_cycle():
 def test_rmcore_has_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
+
+
+def reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every rmcore module `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+TRAINERS = ("rmcore.trainer", "rmcore.rm_trainer", "rmcore.online_step", "rmcore.offline_step",
+            "rmcore.policy_step", "rmcore.algorithms")
+STORE_SIDE = {"rmcore.store", "rmcore.store_queries", "rmcore.store_open", "rmcore.store_files", "rmcore.runner",
+              "rmcore.run_refs", "rmcore.resume", "rmcore.export"}
+
+
+def test_trainers_never_reach_the_store_or_the_runner():
+    graph = import_graph()
+    algorithms = [m for m in graph if m.startswith("rmcore.algorithms.")]  # found at run time, not imported by name
+    assert len(algorithms) >= 9
+    for trainer in (*TRAINERS, *algorithms):
+        assert not reaches(graph, trainer) & STORE_SIDE, (trainer, sorted(reaches(graph, trainer) & STORE_SIDE))
+
+
+def test_reaches_follows_imports_through_other_modules():
+    assert reaches({"a": {"b"}, "b": {"c"}, "c": set()}, "a") == {"b", "c"}
+
+
+def test_rmcore_never_imports_streamlit():
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "streamlit"]
+    assert not found, found

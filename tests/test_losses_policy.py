@@ -198,13 +198,13 @@ def test_value_loss_clipping_hand_values():
     # token 3: (3−1.5)² = 2.25, clipped V = 1.2 -> 0.09 -> 2.25
     # ½ · (0.64 + 0.64 + 2.25) / 3
     assert loss.item() == pytest.approx(0.5 * 3.53 / 3)
-    assert stats["value/clipfrac"] == pytest.approx(1 / 3)
+    assert stats["policy/value_clipfrac"] == pytest.approx(1 / 3)
     loss.backward()
     # token 1 is on the clipped branch (V outside old ± c): no gradient to V there.
     assert values.grad[0, 0].item() == 0.0
     unclipped, stats = value_loss(values, old_values, returns, mask, value_clip=None)
     assert unclipped.item() == pytest.approx(0.5 * (0.25 + 0.64 + 2.25) / 3)
-    assert stats["value/clipfrac"] == 0.0
+    assert stats["policy/value_clipfrac"] == 0.0
     with pytest.raises(ValueError):
         value_loss(values, old_values, returns, mask, value_clip=-1.0)
 
@@ -219,7 +219,7 @@ def test_ppo_loss_is_surrogate_plus_weighted_value_loss():
     val, _ = value_loss(v, old_v, ret, mask, value_clip=0.5, loss_norm="seq_mean")
     assert loss.item() == pytest.approx(pol.item() + 0.25 * val.item())
     assert {"loss/policy", "loss/value", "loss/ppo", "policy/clipfrac", "policy/approx_kl",
-            "policy/ratio_mean", "value/clipfrac"} <= set(stats)
+            "policy/ratio_mean", "policy/value_clipfrac"} <= set(stats)
     assert all(isinstance(x, float) for x in stats.values())
 
 
@@ -253,7 +253,7 @@ def test_dpo_policy_equal_reference_gives_log2_and_pushes_chosen_up():
     chosen, rejected = t([-3.0, -5.0]).requires_grad_(), t([-4.0, -2.0]).requires_grad_()
     loss, stats = dpo_loss(chosen, rejected, chosen.detach().clone(), rejected.detach().clone(), beta=0.1)
     assert loss.item() == pytest.approx(math.log(2))
-    assert stats["rewards/margin"] == 0.0 and stats["rewards/accuracy"] == 0.0
+    assert stats["policy/implicit_reward_margin"] == 0.0 and stats["policy/implicit_reward_accuracy"] == 0.0
     loss.backward()
     assert (chosen.grad < 0).all() and (rejected.grad > 0).all()
 
@@ -263,9 +263,9 @@ def test_dpo_variants_hand_values():
     # chosen log-ratio = −1 − (−2) = 1; rejected = −3 − (−2.5) = −0.5; h = 1.5; β h = 0.15
     sigmoid, stats = dpo_loss(*args, beta=0.1, variant="sigmoid")
     assert sigmoid.item() == pytest.approx(math.log(1 + math.exp(-0.15)))
-    assert stats == pytest.approx({"loss/dpo": math.log(1 + math.exp(-0.15)), "rewards/chosen": 0.1,
-                                   "rewards/rejected": -0.05, "rewards/margin": 0.15,
-                                   "rewards/accuracy": 1.0})
+    assert stats == pytest.approx({"loss/dpo": math.log(1 + math.exp(-0.15)), "policy/implicit_reward_chosen": 0.1,
+                                   "policy/implicit_reward_rejected": -0.05, "policy/implicit_reward_margin": 0.15,
+                                   "policy/implicit_reward_accuracy": 1.0})
     ipo, _ = dpo_loss(*args, beta=0.1, variant="ipo")
     assert ipo.item() == pytest.approx((1.5 - 1 / 0.2) ** 2)        # (1.5 − 5)² = 12.25
     hinge, _ = dpo_loss(*args, beta=0.1, variant="hinge")

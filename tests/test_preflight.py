@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import rmcore.data.files
+import rmcore.algorithms.reinforce
 import rmcore.policy_step
 import rmcore.rm_trainer
 from rmcore.config import RewardModelConfig, TrainConfig
@@ -311,8 +312,8 @@ def test_reward_model_nan_fails_the_run_before_the_optimizer_step(at_call, gradi
 
 def test_policy_nan_gradient_norm_fails_the_run_before_the_optimizer_step(tiny_lm_path, runner, optimizer_steps,
                                                                          monkeypatch):
-    monkeypatch.setattr(rmcore.policy_step, "policy_gradient_loss",
-                        nan_in_training(rmcore.policy_step.policy_gradient_loss, at_call=1, gradient_only=True))
+    monkeypatch.setattr(rmcore.algorithms.reinforce, "policy_gradient_loss",
+                        nan_in_training(rmcore.algorithms.reinforce.policy_gradient_loss, at_call=1, gradient_only=True))
     run_id = runner.submit(policy(tiny_lm_path, steps=2, max_grad_norm=0.0))
     assert runner.wait(run_id, 120) == "failed"
     run = runner.store.get_run(run_id)
@@ -323,8 +324,8 @@ def test_policy_nan_gradient_norm_fails_the_run_before_the_optimizer_step(tiny_l
 
 def test_policy_nan_gradient_norm_after_updates_names_the_learning_rate_and_clipping(tiny_lm_path, runner,
                                                                                     optimizer_steps, monkeypatch):
-    monkeypatch.setattr(rmcore.policy_step, "policy_gradient_loss",
-                        nan_in_training(rmcore.policy_step.policy_gradient_loss, at_call=2, gradient_only=True))
+    monkeypatch.setattr(rmcore.algorithms.reinforce, "policy_gradient_loss",
+                        nan_in_training(rmcore.algorithms.reinforce.policy_gradient_loss, at_call=2, gradient_only=True))
     run_id = runner.submit(policy(tiny_lm_path, steps=3, max_grad_norm=0.0))
     assert runner.wait(run_id, 120) == "failed"
     run = runner.store.get_run(run_id)
@@ -335,8 +336,8 @@ def test_policy_nan_gradient_norm_after_updates_names_the_learning_rate_and_clip
 
 def test_policy_nan_loss_before_any_update_does_not_blame_the_learning_rate(tiny_lm_path, runner, optimizer_steps,
                                                                            monkeypatch):
-    monkeypatch.setattr(rmcore.policy_step, "policy_gradient_loss",
-                        nan_in_training(rmcore.policy_step.policy_gradient_loss, at_call=1))
+    monkeypatch.setattr(rmcore.algorithms.reinforce, "policy_gradient_loss",
+                        nan_in_training(rmcore.algorithms.reinforce.policy_gradient_loss, at_call=1))
     run_id = runner.submit(policy(tiny_lm_path, steps=2))
     assert runner.wait(run_id, 120) == "failed"
     error = runner.store.get_run(run_id)["error"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import rmcore.algorithms.reinforce
 import rmcore.policy_step
 import rmcore.rewards.text
 from rmcore.cli import main as cli_main
@@ -41,14 +42,14 @@ def steps_and_duplicates(store: RunStore, run_id: str) -> tuple[list[int], int]:
 
 # --------------------------------------------------------------------------- non-finite loss
 def test_nan_loss_at_step_2_fails_keeping_step_1_and_its_checkpoint(runner, tiny_lm_path, monkeypatch):
-    real_loss, calls = rmcore.policy_step.policy_gradient_loss, []
+    real_loss, calls = rmcore.algorithms.reinforce.policy_gradient_loss, []
 
     def nan_on_second_call(*args, **kwargs):  # REINFORCE computes its loss once per step
         calls.append(1)
         loss, stats = real_loss(*args, **kwargs)
         return (loss * float("nan") if len(calls) == 2 else loss), stats
 
-    monkeypatch.setattr(rmcore.policy_step, "policy_gradient_loss", nan_on_second_call)
+    monkeypatch.setattr(rmcore.algorithms.reinforce, "policy_gradient_loss", nan_on_second_call)
     run_id = runner.submit(tiny(tiny_lm_path, steps=4, checkpoint_every=1))
     assert runner.wait(run_id, 120) == "failed"
     run = runner.store.get_run(run_id)

@@ -23,11 +23,10 @@ from rmcore.rm_eval import (
     expected_calibration_error,
     pairwise_metrics,
 )
+from rmcore.run_refs import load_reward_model_scorer, resolve_reward_model
 from rmcore.rm_trainer import (
-    load_reward_model_scorer,
     loss_kwargs,
     pair_batches,
-    resolve_reward_model,
     reward_model_kind,
     train_reward_model,
     trained_reward_models,
@@ -299,8 +298,9 @@ def test_policy_training_uses_the_reward_model_as_delta(trained, tiny_lm_path) -
 
 def test_policy_run_finds_a_reward_model_run_id_in_its_own_runs_dir(trained, tiny_lm_path, tmp_path,
                                                                     monkeypatch) -> None:
-    """Regression: the δ term's run id was looked up in the default runs dir, not the policy's."""
-    from rmcore.trainer import train
+    """Regression: the δ term's run id was looked up in the default runs dir, not the policy's.
+    rmcore.train (the public entry, like the runner) resolves it; the trainer sees a folder."""
+    from rmcore import train
 
     monkeypatch.setenv("RMCORE_RUNS_DIR", str(tmp_path / "elsewhere"))
     cfg = TrainConfig(backbone=tiny_lm_path, loss="reinforce", alpha=0.0, beta=0.0, gamma=0.0, delta=1.0,

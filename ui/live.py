@@ -21,6 +21,8 @@ import pandas as pd
 import streamlit as st
 
 from rmcore import tables, viz
+from rmcore.algorithms import POLICY_LOSSES
+from rmcore.metrics import EVAL_RESPONSE_LENGTH, POLICY_ENTROPY, POLICY_KL, RATIO_MEAN, REWARD_TOTAL_STD
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.plots import plotly_chart
 from ui.runtime import duration_text, runner, store
@@ -31,19 +33,30 @@ CHARTS_POLL_S = 3.0  # curves, reward distributions, generations
 CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
     ("Loss", ("loss/",)),
     ("Reward: total and each term", ("reward/",)),
-    ("Policy: KL and entropy", ("policy/kl", "policy/entropy")),
+    ("Policy: KL and entropy", (POLICY_KL, POLICY_ENTROPY)),
     ("Eval (greedy, fixed prompts)", ("eval/",)),
 )
-HIDDEN_KEYS = ("reward/total_std",)
-RIGHT_AXIS = ("policy/entropy", "eval/response_length")  # other units and scales than their neighbours
+HIDDEN_KEYS = (REWARD_TOTAL_STD,)
+RIGHT_AXIS = (POLICY_ENTROPY, EVAL_RESPONSE_LENGTH, RATIO_MEAN)  # other units and scales than their neighbours
 HEADER_KEYS = ("perf/step_time", "perf/samples_per_s",  # one row per training step: pace and throughput
                "perf/gpu_mem_gb", "perf/gpu_util")        # on a GPU (rmcore.placement.gpu_metrics)
+
+
+def run_charts(config: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """CHARTS, then the run's algorithm's own diagnostics (Algorithm.diagnostics) on a chart of
+    their own, the ones under loss/ aside (the Loss chart has them): a new algorithm's numbers
+    appear here without an edit to this page."""
+    algo = POLICY_LOSSES.get(str(config.get("loss", "")))
+    own = tuple(k for k in algo.diagnostics if not k.startswith("loss/")) if algo else ()
+    return CHARTS + ((f"{algo.label}: its own diagnostics", own),) if own else CHARTS
 
 
 def live_panel(run_id: str, smoothing: float = 0.0) -> None:
     """Draw the panel; while the run is live its header refreshes every POLL_S seconds and
     its charts every CHARTS_POLL_S."""
-    live = store().get_run(run_id)["status"] in ACTIVE_STATUSES
+    run = store().get_run(run_id)
+    live = run["status"] in ACTIVE_STATUSES
+    chart_list = run_charts(run["config"] if isinstance(run.get("config"), dict) else {})
 
     @st.fragment(run_every=POLL_S if live else None)
     def header() -> None:
@@ -54,13 +67,13 @@ def live_panel(run_id: str, smoothing: float = 0.0) -> None:
 
     @st.fragment(run_every=CHARTS_POLL_S if live else None)
     def charts() -> None:
-        # Only the charted keys: perf/, gen/ and batch/ metrics are a third of a run's rows.
+        # Only the charted keys: perf/ metrics and the samples' length and diversity are a third of a run's rows.
         keys = store().metric_keys(run_id)
-        charted = [k for _, patterns in CHARTS for k in _matching(keys, patterns)]
+        charted = [k for _, patterns in chart_list for k in _matching(keys, patterns)]
         metrics = store().metrics([run_id], keys=charted)
         if metrics.empty:
             return
-        metric_charts(run_id, metrics, smoothing)
+        metric_charts(run_id, metrics, smoothing, chart_list)
         distributions(run_id, metrics)
         generations(run_id)
 
@@ -118,9 +131,9 @@ def gpu_text(metrics: pd.DataFrame) -> str:
     return " · ".join(parts)
 
 
-def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float) -> None:
+def metric_charts(run_id: str, metrics: pd.DataFrame, smoothing: float, chart_list=CHARTS) -> None:
     keys = sorted(k for k in metrics["key"].unique() if k not in HIDDEN_KEYS)
-    charts = [(title, _matching(keys, patterns)) for title, patterns in CHARTS]
+    charts = [(title, _matching(keys, patterns)) for title, patterns in chart_list]
     charts = [(title, found) for title, found in charts if found]
     for row in range(0, len(charts), 2):
         for col, (title, found) in zip(st.columns(2), charts[row:row + 2]):

@@ -14,6 +14,8 @@ from torch import Tensor
 
 from rmcore.errors import ConfigError
 from rmcore.losses.common import masked_mean, reduce_loss
+from rmcore.metrics import (APPROX_KL, CLIPFRAC, IMPLICIT_ACCURACY, IMPLICIT_CHOSEN, IMPLICIT_MARGIN,
+                            IMPLICIT_REJECTED, RATIO_MEAN, VALUE_CLIPFRAC)
 
 DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
 
@@ -99,9 +101,9 @@ def clipped_surrogate_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: T
         clip_active = (clipped < unclipped).to(logprobs.dtype)
         approx_kl = (ratio - 1) - log_ratio
         stats = {"loss/policy": loss.item(),
-                 "policy/clipfrac": masked_mean(clip_active, mask).item(),
-                 "policy/approx_kl": masked_mean(approx_kl, mask).item(),
-                 "policy/ratio_mean": masked_mean(ratio, mask).item()}
+                 CLIPFRAC: masked_mean(clip_active, mask).item(),
+                 APPROX_KL: masked_mean(approx_kl, mask).item(),
+                 RATIO_MEAN: masked_mean(ratio, mask).item()}
     return loss, stats
 
 
@@ -114,7 +116,7 @@ def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor
         unclipped: ½ · (V − R)²                      (value_clip None or 0)
 
     The clipped form is OpenAI baselines' PPO2 (arXiv:1707.06347 code; also OpenRLHF).
-    values, old_values, returns, mask: (B, T). stats: loss/value, value/clipfrac (fraction
+    values, old_values, returns, mask: (B, T). stats: loss/value, policy/value_clipfrac (fraction
     of valid tokens where the clipped error is strictly larger, i.e. the clip binds).
     """
     if value_clip is not None and value_clip < 0:
@@ -131,7 +133,7 @@ def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor
         per_token = 0.5 * error
         clip_active = torch.zeros_like(values)
     loss = reduce_loss(per_token, mask, loss_norm, max_len)
-    return loss, {"loss/value": loss.item(), "value/clipfrac": masked_mean(clip_active, mask).item()}
+    return loss, {"loss/value": loss.item(), VALUE_CLIPFRAC: masked_mean(clip_active, mask).item()}
 
 
 def ppo_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, values: Tensor,
@@ -179,7 +181,7 @@ def actor_critic_loss(logprobs: Tensor, values: Tensor, returns: Tensor, mask: T
     Sutton & Barto 2018 §13.5; Mnih et al. 2016 arXiv:1602.01783. Here R is the
     observed return (no bootstrapping), so the critic is a learned baseline.
     logprobs, values, mask: (B, T); returns: (B,) (broadcast) or (B, T).
-    stats: loss/policy, loss/value, value/clipfrac (always 0 here), loss/actor_critic.
+    stats: loss/policy, loss/value, policy/value_clipfrac (always 0 here), loss/actor_critic.
     """
     returns = _per_token(returns.detach(), values)                     # (B, T)
     advantages = (returns - values).detach()
@@ -202,9 +204,9 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
         hinge:   max(0, 1 − β h)        SLiC-HF, Zhao et al. 2023, arXiv:2305.10425
 
     All inputs: (B,) log-probs summed over each response's tokens. Mean over B.
-    stats: loss/dpo; rewards/chosen and rewards/rejected (mean implicit rewards
-    β·(log π − log π_ref)), rewards/margin (their mean difference), rewards/accuracy
-    (fraction of pairs whose chosen implicit reward is higher).
+    stats: loss/dpo; policy/implicit_reward_chosen and _rejected (mean implicit rewards
+    β·(log π − log π_ref)), policy/implicit_reward_margin (their mean difference),
+    policy/implicit_reward_accuracy (fraction of pairs whose chosen implicit reward is higher).
     """
     if beta <= 0:
         raise ConfigError(f"DPO beta must be positive, got {beta}.")
@@ -223,7 +225,7 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
     chosen_rewards = beta * chosen_logratio.detach()
     rejected_rewards = beta * rejected_logratio.detach()
     return loss, {"loss/dpo": loss.item(),
-                  "rewards/chosen": chosen_rewards.mean().item(),
-                  "rewards/rejected": rejected_rewards.mean().item(),
-                  "rewards/margin": (chosen_rewards - rejected_rewards).mean().item(),
-                  "rewards/accuracy": (chosen_rewards > rejected_rewards).float().mean().item()}
+                  IMPLICIT_CHOSEN: chosen_rewards.mean().item(),
+                  IMPLICIT_REJECTED: rejected_rewards.mean().item(),
+                  IMPLICIT_MARGIN: (chosen_rewards - rejected_rewards).mean().item(),
+                  IMPLICIT_ACCURACY: (chosen_rewards > rejected_rewards).float().mean().item()}
