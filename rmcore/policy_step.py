@@ -8,7 +8,6 @@ store or the UI.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from rmcore.kl import kl_estimate
 from rmcore.lora import reference_context
 from rmcore.metrics import (DISTINCT_N, POLICY_ENTROPY, POLICY_KL, RESPONSE_LENGTH, REWARD_TOTAL, REWARD_TOTAL_STD,
                             SELF_BLEU)
-from rmcore.precision import no_autocast
+from rmcore.optim_step import optimizer_step
 from rmcore.rewards import distinct_n, fluency_from_logprobs, self_bleu
 from rmcore.rollout import Rollout, encode_prompts, response_logprobs, sample, text_mask
 
@@ -114,20 +113,9 @@ def _clone(t: Tensor | None) -> Tensor | None:
 
 
 def backward_and_step(s: Session, loss: Tensor) -> None:
-    """Backward, clip, step; a NaN or inf loss or gradient norm ends the run before the step,
-    so the weights (and the last checkpoint) stay as they were."""
-    if not math.isfinite(loss.item()):
-        raise non_finite_error(s, "loss", loss.item())
-    s.optimizer.zero_grad(set_to_none=True)
-    with no_autocast(s.device):  # the step runs inside the trainer's autocast; backward leaves it
-        loss.backward()
-        params = [p for g in s.optimizer.param_groups for p in g["params"]]
-        # Measured with clipping off too (max_grad_norm 0; the grads are then scaled by 1.0):
-        # one inf gradient would make AdamW turn every weight it touches into NaN.
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, s.cfg.max_grad_norm or float("inf")).item()
-        if not math.isfinite(grad_norm):
-            raise non_finite_error(s, "gradient norm", grad_norm)
-        s.optimizer.step()
+    """rmcore.optim_step.optimizer_step: a NaN or inf loss or gradient norm ends the run before
+    the step, so the weights (and the last checkpoint) stay as they were."""
+    optimizer_step(s.optimizer, loss, s.cfg.max_grad_norm, s.device, lambda what, value: non_finite_error(s, what, value))
 
 
 def non_finite_error(s: Session, what: str, value: float) -> TrainingError:

@@ -15,7 +15,6 @@ cause. Loading a trained model back as the policy's δ term is rmcore.rm_eval's 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Iterator
@@ -34,7 +33,8 @@ from rmcore.config import RewardModelConfig
 from rmcore.errors import ConfigError, TrainingError
 from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
 from rmcore.losses import get_reward_model_loss
-from rmcore.precision import autocast, no_autocast, resolve_precision
+from rmcore.optim_step import optimizer_step
+from rmcore.precision import autocast, resolve_precision
 from rmcore.rm_eval import EMBEDDING, INFO_FILE, SCALAR, evaluate, loss_inputs, pair_rewards
 from rmcore.rm_family import (  # noqa: F401  (re-exported: the loss/family checks live there)
     EMBEDDING_LOSSES, MARGIN_LOSSES, SCALAR_LOSSES, loss_kwargs, reward_model_kind)
@@ -81,15 +81,8 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
                                             [p.chosen for p in batch], [p.rejected for p in batch], device)  # (B,)
         loss, stats = objective(chosen, rejected)
         scores_finite = bool(torch.isfinite(chosen).all() and torch.isfinite(rejected).all())
-        if not math.isfinite(loss.item()):
-            raise non_finite_error(cfg, precision, step, "loss", loss.item(), scores_finite)
-        optimizer.zero_grad(set_to_none=True)
-        with no_autocast(device):
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
-            if not math.isfinite(grad_norm.item()):  # before the step: the weights stay as they were
-                raise non_finite_error(cfg, precision, step, "gradient norm", grad_norm.item(), scores_finite)
-            optimizer.step()
+        grad_norm = optimizer_step(optimizer, loss, cfg.max_grad_norm, device, lambda what, value: non_finite_error(
+            cfg, precision, step, what, value, scores_finite))
         model.eval()
         seconds = time.perf_counter() - t0
         metrics = {**stats, "loss/total": loss.item(), "rm/grad_norm": float(grad_norm),
