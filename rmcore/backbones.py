@@ -48,12 +48,9 @@ def resolve_device(name: str = "auto") -> "torch.device":
     """'auto' picks cuda > mps > cpu; an explicit device that is absent is a ConfigError."""
     import torch
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+    if name == "auto":  # the one order of preference, rmcore.placement's
+        from rmcore.placement import resolve_device as auto_device
+        return torch.device(auto_device("auto"))
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu.")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -30,6 +30,7 @@ from rmcore.backbones import (
     resolve_device,
 )
 from rmcore.config import RewardModelConfig
+from rmcore.context import context_limit
 from rmcore.errors import ConfigError, TrainingError
 from rmcore.events import OnProgress, OnStep, ProgressReport, ShouldStop, StepReport
 from rmcore.losses import get_reward_model_loss
@@ -182,7 +183,7 @@ def load_backbone(cfg: RewardModelConfig, kind: str, device: torch.device, *, ru
         model = _from_pretrained(AutoModelForSequenceClassification, path, trust_remote_code=remote,
                                  num_labels=1, pad_token_id=probe.pad_token_id)
     model.config.pad_token_id = probe.pad_token_id
-    positions = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
+    positions = context_limit(model) or cfg.max_length
     limit = min(cfg.max_length, positions, probe.model_max_length)
     # Loaded again with the two settings as init arguments: that is how they get saved in
     # tokenizer_config.json, so RewardModelScorer reloads the same truncation.

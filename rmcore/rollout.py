@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from rmcore.chunked_logprobs import backbone_and_head, fits_one_chunk, head_logprobs, logits_logprobs
+from rmcore.context import context_limit
 from rmcore.errors import ConfigError
 
 # Sampling checks whether every row has ended once per this many tokens: each check is a
@@ -44,11 +45,6 @@ def text_mask(batch: Rollout, eos_token_id: int | None) -> Tensor:
     if eos_token_id is None:
         return batch.response_mask
     return batch.response_mask * (batch.response_ids != eos_token_id)
-
-
-def context_limit(model) -> int | None:
-    cfg = model.config
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
 
 
 def encode_prompts(tokenizer, prompts: list[str], *, max_new_tokens: int, model=None,

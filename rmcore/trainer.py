@@ -137,9 +137,10 @@ def preflight(config: TrainConfig) -> None:
         from transformers import AutoConfig
 
         from rmcore.backbones import _from_pretrained
+        from rmcore.context import context_limit
 
         model_cfg = _from_pretrained(AutoConfig, cfg.backbone, trust_remote_code=cfg.trust_remote_code)
-        limit = getattr(model_cfg, "n_positions", None) or getattr(model_cfg, "max_position_embeddings", None)
+        limit = context_limit(model_cfg)
     if limit is not None and cfg.max_new_tokens >= limit:
         raise ConfigError(f"max_new_tokens ({cfg.max_new_tokens}) must be below the model's context "
                           f"length ({limit}) to leave room for the prompt.")

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from rmcore.context import context_limit
 from rmcore.errors import ConfigError
 
 Scorer = Callable[[list[str], list[str]], list[float]]
@@ -83,11 +84,6 @@ def _pad_right(sequences: list[list[int]], pad_id: int, device: Any) -> tuple[Te
     return input_ids.to(device), attention_mask.to(device)
 
 
-def _max_positions(model: Any) -> int | None:
-    """Longest sequence the model accepts, when its config says (GPT-2: n_positions)."""
-    return getattr(model.config, "max_position_embeddings", None)
-
-
 class LMScorer:
     """Mean token log-prob of each completion given its prompt, under a causal LM.
 
@@ -121,7 +117,7 @@ class LMScorer:
     def _join(self, prompt_ids: list[int], completion_ids: list[int]) -> tuple[list[int], int]:
         """Token ids of prompt + completion, and how many of them are prompt (context) tokens."""
         prompt_ids = prompt_ids or [self.start_id]
-        limit = _max_positions(self.model)
+        limit = context_limit(self.model)
         if limit is not None and len(prompt_ids) + len(completion_ids) > limit:
             completion_ids = completion_ids[:limit - 1]
             prompt_ids = prompt_ids[len(prompt_ids) - (limit - len(completion_ids)):]
@@ -183,7 +179,7 @@ class RewardModelScorer:
         self.empty_id = next(token for token in fallback if token is not None)
 
     def _max_length(self) -> int | None:
-        limits = [_max_positions(self.model)]
+        limits = [context_limit(self.model)]
         tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
         # Tokenizers without a known limit report a huge sentinel (int(1e30)); ignore it.
         if tokenizer_limit is not None and tokenizer_limit < 1_000_000:
