@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
-PLOTLY_SOURCES = [ROOT / "rmcore" / "viz.py", *APP_SOURCES]
+PLOTLY_SOURCES = [ROOT / "rmcore" / "viz.py", ROOT / "rmcore" / "rm_figures.py", *APP_SOURCES]
 
 # Streamlit 1.67 calls whose text renders as Markdown: position and keyword of each such argument.
 BODY = ((0, "body"),)
@@ -44,8 +44,8 @@ APP_CONSTANTS = {
     "BACKBONES[choice].description",                        # rmcore.backbones registry
     "viz.X_AXES.get",                                       # a literal dict of axis labels
     "LABELS[name]", "TASK_SOURCES",                         # ui/forms.py: literal labels and options
-    "label",  # the label parameter of ui/forms.loss_input and pages/reward_model.number: literals at every call
-    "name.replace('_', ' ').capitalize()",                  # pages/reward_model.py: a field name of a literal
+    "label",  # the label parameter of ui/forms.loss_input and ui/rm_form.number: literals at every call
+    "name.replace('_', ' ').capitalize()",                  # ui/rm_form.py: a field name of a literal
     "fmt.upper()",                                          # pages/runs.py: "csv" or "parquet"
     "gpu",                                                  # ui/live.py: gpu_text(metrics), numbers only
 }

@@ -44,7 +44,6 @@ def launch_runs(values: dict[str, Any], uploads_dir: Path, losses: list[str] | N
     name the file the user chose, not the saved copy.
     """
     from rmcore.algorithms import POLICY_LOSSES
-    from ui.runtime import runner
 
     if losses is not None and not losses:
         raise ConfigError(NO_LOSSES)
@@ -56,13 +55,25 @@ def launch_runs(values: dict[str, Any], uploads_dir: Path, losses: list[str] | N
         config = config.replace(task=str(saved))
     try:
         if losses is None:
-            return [runner().submit(config, name=config.name)]
+            return submit_runs([config], [config.name])
         configs = [config.replace(loss=loss) for loss in losses]
-        names = [f"{config.name} · {POLICY_LOSSES[c.loss].label}" if config.name else "" for c in configs]
-        return runner().submit_many(configs, names)
+        return submit_runs(configs, [f"{config.name} · {POLICY_LOSSES[c.loss].label}" if config.name else ""
+                                     for c in configs])
     except RmcoreError as err:
         if saved is None:
             raise
         if saved not in existing:  # another run may use the same file (same bytes, same name)
             saved.unlink(missing_ok=True)
         raise type(err)(str(err).replace(str(saved), upload.name)) from None
+
+
+def submit_runs(configs: list, names: list[str]) -> list[str]:
+    """Queue one run per config, all or nothing (Runner.submit_many): the Reward model page's
+    launch, and the end of launch_runs. Raises RmcoreError with nothing written."""
+    from ui.runtime import runner
+
+    if not configs:
+        raise ConfigError(NO_LOSSES)
+    if len(configs) == 1:
+        return [runner().submit(configs[0], name=names[0])]
+    return runner().submit_many(configs, names)
