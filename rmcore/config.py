@@ -26,6 +26,7 @@ BASELINES = ("ema", "greedy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")  # rmcore.precision
 RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_family: SCALAR, EMBEDDING
+MARGIN_DEFAULT = -1.0       # RewardModelConfig.margin not given: the loss's own (rmcore.rm_family)
 
 # Ends of the ranges: each far past any useful value, and small enough that products of them
 # stay finite in float32 (a weight of 1e6 on a reward of 1e3 is 1e9) and fit SQLite's 64-bit
@@ -63,6 +64,20 @@ class Bound:
         if self.low == 0:
             return "must be positive" if self.open_low else "must not be negative"
         return f"must be at least {_number(self.low)}"
+
+
+@dataclass(frozen=True)
+class OrDefault(Bound):
+    """Bound, or exactly ``default``: a marker meaning "let something else decide" (for
+    RewardModelConfig.margin, the loss's own margin; rmcore.rm_family resolves it)."""
+    default: float = -1.0
+    meaning: str = "the default"
+
+    def problem(self, value: float) -> str | None:
+        if value == self.default or super().problem(value) is None:
+            return None
+        return (f"must be {_number(self.default)} ({self.meaning}) or in [{_number(self.low)}, "
+                f"{_number(self.high)}]")
 
 
 def _number(x: float) -> str:
@@ -215,7 +230,10 @@ class RewardModelConfig:
     chosen_column: str = _f("", "Column holding the preferred response (empty = guess).")
     rejected_column: str = _f("", "Column holding the dispreferred response (empty = guess).")
     name: str = _f("", "Optional run name shown in the app.")
-    margin: float = _f(0.0, "Margin m of Bradley-Terry, hinge and triplet losses.", 0, COEF_MAX)
+    margin: float = field(default=MARGIN_DEFAULT, metadata={
+        "help": "Margin m of the Bradley-Terry, focal, hinge and triplet losses; -1 = the loss's own default: "
+                "1 for hinge and triplet, 0 otherwise.",
+        "bound": OrDefault(0, COEF_MAX, default=MARGIN_DEFAULT, meaning="the loss's own default")})
     focal_gamma: float = _f(2.0, "γ of the focal loss (0 = Bradley-Terry).", 0, 100)
     center_coef: float = _f(0.0, "Reward-centering coefficient: pushes mean scores towards 0.", 0, COEF_MAX)
     lr: float = _f(1e-4, "Learning rate (AdamW).", 0, COEF_MAX, open_low=True)

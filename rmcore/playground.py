@@ -1,6 +1,7 @@
 """The numbers behind the Loss Playground page: every curve comes from the engine's own code.
 
-Loss curves call rmcore.losses, KL samples go through rmcore.kl, the bandit's gradient
+Loss curves call rmcore.losses (the reward-model section's losses, sliders and formulas come
+from its registry entries), KL samples go through rmcore.kl, the bandit's gradient
 estimates are rmcore.advantages + policy_gradient_loss under autograd, and the composite reward
 is rmcore.rewards. Nothing here re-implements a loss; the formulas written out are the closed
 forms the estimates are compared against (exact KL, the exact bandit gradient) and the softmax
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -25,7 +26,9 @@ from torch import Tensor
 from rmcore.advantages import baseline_advantages, reward_advantages, rloo_advantages
 from rmcore.errors import ConfigError
 from rmcore.kl import KL_ESTIMATORS, kl_estimate
-from rmcore.losses import REWARD_MODEL_LOSSES, clipped_surrogate_loss, dpo_loss, policy_gradient_loss
+from rmcore.losses import (REWARD_MODEL_LOSSES, Knob, RewardModelLoss, clipped_surrogate_loss, dpo_loss,
+                           get_reward_model_loss, policy_gradient_loss)
+from rmcore.losses.registry import DISTANCES
 
 GRID_POINTS = 101
 PG_ESTIMATORS = ("reinforce", "baseline", "rloo")
@@ -78,18 +81,43 @@ def curve(loss_of: Callable[[Tensor], Tensor], x: np.ndarray) -> tuple[np.ndarra
 
 
 # --------------------------------------------------------------------------- 1. reward-model losses
+def rm_losses() -> list[RewardModelLoss]:
+    """The registered reward-model losses, in registry order: the section draws each of them,
+    read on every call so that a newly registered loss appears with no ui edit."""
+    return list(REWARD_MODEL_LOSSES.values())
+
+
+def rm_knobs() -> dict[str, Knob]:
+    """The section's sliders by URL key, one per key (the first entry to give a key sets its
+    label and range), each with ``start`` filled in: the knob's own, else that loss's default."""
+    knobs: dict[str, Knob] = {}
+    for entry in rm_losses():
+        for name, knob in entry.curve.knobs.items():
+            start = entry.hyperparameters[name] if knob.start is None else knob.start
+            knobs.setdefault(knob.key, replace(knob, start=start))
+    return knobs
+
+
+def rm_kwargs(entry: RewardModelLoss, values: dict[str, float]) -> dict[str, float]:
+    """The loss's hyperparameters for its curve: each knob's value from ``values`` (URL key ->
+    slider value), the loss's default for any hyperparameter without a knob."""
+    knobs = entry.curve.knobs
+    return {name: values[knobs[name].key] if name in knobs else default
+            for name, default in entry.hyperparameters.items()}
+
+
 def rm_loss_of_delta(name: str, **loss_kwargs: float) -> Callable[[Tensor], Tensor]:
     """The registered reward-model loss `name` as a function of the score margin Δ = r_c − r_r.
 
     loss_kwargs go to the loss unchanged (e.g. margin, gamma, chosen_target). Scores are
     r_c = Δ/2, r_r = −Δ/2: pairwise losses see only Δ, while MSE and cross-entropy score each
-    response alone, so for them the split matters. Triplet: distances d_c = D − Δ/2,
+    response alone, so for them the split matters. A loss on distances (triplet): d_c = D − Δ/2,
     d_r = D + Δ/2, so d_r − d_c = Δ (the embedding reward is −d); D = 10 only keeps d ≥ 0.
     """
-    loss_fn = REWARD_MODEL_LOSSES[name]
-    if name == "triplet":
-        return lambda delta: loss_fn(10.0 - delta / 2, 10.0 + delta / 2, **loss_kwargs)[0]
-    return lambda delta: loss_fn(delta / 2, -delta / 2, **loss_kwargs)[0]
+    entry = get_reward_model_loss(name)
+    if entry.inputs == DISTANCES:
+        return lambda delta: entry.fn(10.0 - delta / 2, 10.0 + delta / 2, **loss_kwargs)[0]
+    return lambda delta: entry.fn(delta / 2, -delta / 2, **loss_kwargs)[0]
 
 
 def rm_loss_curve(name: str, span: float, **loss_kwargs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -125,9 +125,12 @@ class EmbeddingScorer:
 
 
 def loss_inputs(loss: str, chosen: Tensor, rejected: Tensor) -> tuple[Tensor, Tensor]:
-    """What the named loss takes: distances d = −r for triplet, the rewards for the others
-    (Bradley-Terry on an embedding model sees r = −d: P(c ≻ r) = σ(d_r − d_c))."""
-    return (-chosen, -rejected) if loss == "triplet" else (chosen, rejected)
+    """What the named loss takes (its registry entry's ``inputs``): distances d = −r for a loss
+    defined on distances (triplet), the rewards for the others (Bradley-Terry on an embedding
+    model sees r = −d: P(c ≻ r) = σ(d_r − d_c))."""
+    from rmcore.losses.registry import DISTANCES, get_reward_model_loss
+
+    return (-chosen, -rejected) if get_reward_model_loss(loss).inputs == DISTANCES else (chosen, rejected)
 
 
 @torch.no_grad()

@@ -110,7 +110,7 @@ def test_triplet_gradient_pulls_chosen_closer_and_pushes_rejected_away():
 
 def test_registry_and_unknown_name():
     assert list(REWARD_MODEL_LOSSES) == ["bradley_terry", "hinge", "mse", "cross_entropy", "focal", "triplet"]
-    assert get_reward_model_loss("focal") is focal_loss
+    assert get_reward_model_loss("focal").fn is focal_loss
     with pytest.raises(ValueError, match="Unknown reward-model loss 'x'; valid: bradley_terry"):
         get_reward_model_loss("x")
 

@@ -121,8 +121,11 @@ def test_loss_kwargs_and_batches() -> None:
     assert loss_kwargs(RewardModelConfig(loss="mse", margin=2.0)) == {"center_coef": 0.0}
     assert loss_kwargs(RewardModelConfig(loss="focal", margin=0.5, focal_gamma=1.0)) == {
         "center_coef": 0.0, "margin": 0.5, "gamma": 1.0}
+    # No margin given: the loss's own (hinge 1, Bradley-Terry 0); an explicit 0 on hinge is refused.
+    assert loss_kwargs(RewardModelConfig(loss="hinge")) == {"center_coef": 0.0, "margin": 1.0}
+    assert loss_kwargs(RewardModelConfig(loss="bradley_terry")) == {"center_coef": 0.0, "margin": 0.0}
     with pytest.raises(ConfigError, match="positive margin"):
-        loss_kwargs(RewardModelConfig(loss="hinge"))
+        loss_kwargs(RewardModelConfig(loss="hinge", margin=0.0))
     import random
     batches = pair_batches(10, 3, random.Random(0))
     epoch = [next(batches) for _ in range(3)]
@@ -316,15 +319,15 @@ def test_cli_train_rm_end_to_end(tiny_lm_path, tmp_path, capsys) -> None:
     from rmcore.cli import main
 
     runs = tmp_path / "cli-runs"
+    # `--loss hinge` as typed: no --margin, so hinge's own margin 1.
     code = main(["--runs-dir", str(runs), "train-rm", "--backbone", tiny_lm_path, "--loss", "hinge",
-                 "--margin", "1", "--steps", "2", "--batch-size", "2", "--eval-pairs", "6", "--device", "cpu",
-                 "--quiet"])
+                 "--steps", "2", "--batch-size", "2", "--eval-pairs", "6", "--device", "cpu", "--quiet"])
     assert code == 0, capsys.readouterr().err
     runs_table = RunStore(runs).list_runs()
     assert list(runs_table["status"]) == ["done"] and list(runs_table["kind"]) == ["reward_model"]
     assert RunStore(runs).latest_checkpoint(runs_table["id"][0])
-    # Margin 0 with hinge: refused before a run is written (exit 2), with the reason.
-    assert main(["--runs-dir", str(runs), "train-rm", "--loss", "hinge", "--quiet"]) == 2
+    # An explicit margin 0 with hinge: refused before a run is written (exit 2), with the reason.
+    assert main(["--runs-dir", str(runs), "train-rm", "--loss", "hinge", "--margin", "0", "--quiet"]) == 2
     assert "needs a positive margin" in capsys.readouterr().err
     assert len(RunStore(runs).list_runs()) == 1
 

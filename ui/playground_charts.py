@@ -15,9 +15,10 @@ import streamlit as st
 from rmcore import playground as pg
 from ui.plots import plotly_chart
 
-COLORS = {"bradley_terry": "#4C5FD5", "hinge": "#E4572E", "mse": "#17BEBB", "cross_entropy": "#76B041",
-          "focal": "#FFC914", "triplet": "#9B5DE5",
-          "reinforce": "#E4572E", "baseline": "#4C5FD5", "rloo": "#76B041", "exact": "#1F2430",
+# The reward-model losses' colours are in their registry entries (PlaygroundCurve.color); PALETTE
+# colours an entry that gives none.
+PALETTE = ("#4C5FD5", "#E4572E", "#17BEBB", "#76B041", "#FFC914", "#9B5DE5", "#F15BB5", "#00A6A6", "#6C757D")
+COLORS = {"reinforce": "#E4572E", "baseline": "#4C5FD5", "rloo": "#76B041", "exact": "#1F2430",
           "k1": "#E4572E", "k2": "#FFC914", "k3": "#4C5FD5"}
 DPO_STYLE = {"sigmoid": ("DPO (sigmoid)", "#4C5FD5"), "ipo": ("IPO", "#9B5DE5"), "hinge": ("hinge (SLiC)", "#E4572E")}
 

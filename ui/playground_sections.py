@@ -1,7 +1,7 @@
 """Loss playground, sections 1–3: each loss drawn against the one number it depends on.
 
-Reward-model losses against the score margin Δ, PPO's clipped surrogate against the ratio ρ,
-DPO and its relatives against the implicit reward margin. Each section is a fragment (a
+Reward-model losses against the score margin Δ (built from the loss registry), PPO's clipped
+surrogate against the ratio ρ, DPO and its relatives against the implicit reward margin. Each section is a fragment (a
 slider reruns only its own section); values and gradients come from rmcore.playground,
 which calls the engine's own losses under autograd.
 """
@@ -9,52 +9,53 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rmcore.losses import DPO_VARIANTS, REWARD_MODEL_LOSSES
-from ui.playground_charts import (COLORS, DPO_STYLE, chart, columns_layout, dpo_curves, ppo_curves, rm_curve,
+from rmcore import playground as pg
+from rmcore.losses import DPO_VARIANTS
+from ui.playground_charts import (DPO_STYLE, PALETTE, chart, columns_layout, dpo_curves, ppo_curves, rm_curve,
                                   rows_layout, unclipped_lines)
 from ui.playground_controls import choice, slider, timed
+from ui.text import md_escape
+
+ADVANCED_PER_ROW = 5  # advanced sliders per row of columns, the Δ range last
 
 
 # --------------------------------------------------------------------------- 1. reward-model losses
 @st.fragment
 def rm_section() -> None:
+    """Every registered reward-model loss, with its formula, sliders, colour and sentence taken
+    from its registry entry (rmcore.losses.registry): a new loss appears here with no ui edit."""
     with timed("1. reward-model losses"):
         st.header("1. Reward-model losses against the score margin Δ")
-        st.latex(r"\Delta = r_c - r_r:\quad \mathrm{BT} = -\log\sigma(\Delta - m),\quad"
-                 r"\mathrm{focal} = -(1-p)^{\gamma}\log p,\; p = \sigma(\Delta - m)")
-        st.latex(r"\mathrm{hinge} = \max(0, m_h - \Delta),\quad"
-                 r"\mathrm{triplet} = \max(0, m_t + d_c - d_r),\; d_r - d_c = \Delta")
-        st.latex(r"r_c = \tfrac\Delta2,\; r_r = -\tfrac\Delta2:\quad"
-                 r"\mathrm{MSE} = \tfrac12\big[(r_c - t_c)^2 + (r_r - t_r)^2\big],\quad"
-                 r"\mathrm{CE} = \tfrac12\big[-\log\sigma(r_c) - \log(1-\sigma(r_r))\big]")
-        names = list(REWARD_MODEL_LOSSES)
-        cols = st.columns(3)
+        entries, knobs = pg.rm_losses(), pg.rm_knobs()
+        st.latex(r"\Delta = r_c - r_r,\qquad \text{scored alone: } r_c = \tfrac\Delta2,\; r_r = -\tfrac\Delta2")
+        for row in range(0, len(entries), 2):
+            st.latex(r",\quad ".join(entry.curve.formula for entry in entries[row:row + 2]))
+        names = [entry.name for entry in entries]
+        main = [knob for knob in knobs.values() if not knob.advanced]
+        advanced = [knob for knob in knobs.values() if knob.advanced]
+        cols = st.columns(1 + len(main))
         shown = choice(cols[0].multiselect, "Losses", "rm_losses", names, names)
-        margin = slider("BT / focal margin m", "rm_m", -2.0, 3.0, 0.0, 0.1, at=cols[1])
-        gamma = slider("Focal γ", "rm_gamma", 0.0, 5.0, 2.0, 0.5, at=cols[2])
-        adv = st.columns(5)
-        hinge_margin = slider("Hinge margin m_h", "rm_hm", 0.0, 3.0, 1.0, 0.1, advanced=True, at=adv[0])
-        triplet_margin = slider("Triplet margin m_t", "rm_tm", 0.0, 3.0, 0.5, 0.1, advanced=True, at=adv[1])
-        t_c = slider("MSE target t_c", "rm_tc", -2.0, 2.0, 1.0, 0.1, advanced=True, at=adv[2])
-        t_r = slider("MSE target t_r", "rm_tr", -2.0, 2.0, 0.0, 0.1, advanced=True, at=adv[3])
-        span = slider("Δ range ±", "rm_span", 2.0, 15.0, 6.0, 1.0, advanced=True, at=adv[4])
-        loss_kwargs = {"bradley_terry": {"margin": margin}, "hinge": {"margin": hinge_margin},
-                       "mse": {"chosen_target": t_c, "rejected_target": t_r}, "cross_entropy": {},
-                       "focal": {"gamma": gamma, "margin": margin}, "triplet": {"margin": triplet_margin}}
+        values = {knob.key: slider(knob.label, knob.key, knob.low, knob.high, float(knob.start), knob.step, at=col)
+                  for knob, col in zip(main, cols[1:])}
+        adv = [col for i in range(0, len(advanced) + 1, ADVANCED_PER_ROW)
+               for col in st.columns(min(ADVANCED_PER_ROW, len(advanced) + 1 - i))]
+        values |= {knob.key: slider(knob.label, knob.key, knob.low, knob.high, float(knob.start), knob.step,
+                                    advanced=True, at=col) for knob, col in zip(advanced, adv)}
+        span = slider("Δ range ±", "rm_span", 2.0, 15.0, 6.0, 1.0, advanced=True, at=adv[-1])
         data = []
-        for name in (n for n in names if n in shown):
-            x, values, grads = rm_curve(name, span, tuple(loss_kwargs[name].items()))
-            data += [dict(type="scatter", x=x, y=values, name=name, line=dict(color=COLORS[name]), legendgroup=name),
-                     dict(type="scatter", x=x, y=grads, name=name, line=dict(color=COLORS[name], dash="dot"),
+        for i, entry in enumerate(entries):
+            if entry.name not in shown:
+                continue
+            name, color = entry.name, entry.curve.color or PALETTE[i % len(PALETTE)]
+            x, loss, grads = rm_curve(name, span, tuple(pg.rm_kwargs(entry, values).items()))
+            data += [dict(type="scatter", x=x, y=loss, name=name, line=dict(color=color), legendgroup=name),
+                     dict(type="scatter", x=x, y=grads, name=name, line=dict(color=color, dash="dot"),
                           legendgroup=name, showlegend=False, yaxis="y2")]
         chart(data, "rm_chart", 520, **rows_layout("Δ = r_chosen − r_rejected", "loss", "d loss / dΔ (autograd)"))
-        st.markdown(
-            "Pairwise losses (Bradley-Terry, hinge, focal, triplet) only see Δ; MSE and cross-entropy score each "
-            "response alone, drawn here with r_c = Δ/2 and r_r = −Δ/2. Bradley-Terry never stops pushing (its "
-            "gradient only fades as Δ grows), hinge and triplet (the same hinge, on distances) stop dead once Δ "
-            "clears their margin, and focal's γ turns down the pairs that are already ranked well. MSE is the odd "
-            "one out: it pulls Δ back towards t_c − t_r from both sides, so a reward model trained with it never "
-            "becomes over-confident.")
+        st.markdown("Pairwise losses only see Δ; the losses that score each response alone are drawn with "
+                    "r_c = Δ/2 and r_r = −Δ/2, and a loss on embedding distances with d_r − d_c = Δ.")
+        st.markdown("\n".join(f"- **{md_escape(entry.label)}** ({md_escape(entry.name)}): "
+                              f"{md_escape(entry.description)}" for entry in entries if entry.name in shown))
 
 
 # --------------------------------------------------------------------------- 2. PPO

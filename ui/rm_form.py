@@ -16,7 +16,7 @@ FAMILY_LABELS = {"auto": "auto (embedding for triplet, else scalar)", "scalar": 
 
 
 def loss_label(name: str) -> str:
-    return f"{name} — {REWARD_MODEL_LOSSES[name].__doc__.splitlines()[0].split(':')[0]}"
+    return f"{name} — {REWARD_MODEL_LOSSES[name].label}"
 
 
 def initial(key: str, value) -> dict:

@@ -1,15 +1,11 @@
 """Losses: pure functions of tensors that return ``(loss, stats)``.
 
 Policy losses (policy.py) are mapped to algorithm names in rmcore.algorithms; the
-reward-model losses are registered here, by the names the config and the app use.
+reward-model losses are registered in registry.py (re-exported here), one entry per loss under
+the name the config and the app use.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from torch import Tensor
-
-from rmcore.errors import ConfigError
 from rmcore.losses.common import LOSS_NORMS, masked_mean, masked_sum, masked_var, reduce_loss
 from rmcore.losses.policy import (
     DPO_VARIANTS,
@@ -34,29 +30,17 @@ from rmcore.losses.reward_model import (
     mse_loss,
     triplet_loss,
 )
-
-RewardModelLoss = Callable[..., tuple[Tensor, dict[str, float]]]
-
-REWARD_MODEL_LOSSES: dict[str, RewardModelLoss] = {
-    "bradley_terry": bradley_terry_loss,
-    "hinge": hinge_loss,
-    "mse": mse_loss,
-    "cross_entropy": cross_entropy_loss,
-    "focal": focal_loss,
-    "triplet": triplet_loss,
-}
-
-
-def get_reward_model_loss(name: str) -> RewardModelLoss:
-    """The reward-model loss registered under ``name``; ConfigError (a ValueError) if none."""
-    if name not in REWARD_MODEL_LOSSES:
-        raise ConfigError(f"Unknown reward-model loss '{name}'; valid: {', '.join(REWARD_MODEL_LOSSES)}.")
-    return REWARD_MODEL_LOSSES[name]
-
+from rmcore.losses.registry import (
+    REWARD_MODEL_LOSSES,
+    Knob,
+    PlaygroundCurve,
+    RewardModelLoss,
+    get_reward_model_loss,
+)
 
 __all__ = [
-    "DPO_VARIANTS", "LOSS_NORMS", "REWARD_MODEL_LOSSES", "actor_critic_loss",
-    "bradley_terry_loss", "center_penalty", "clipped_surrogate_loss", "cross_entropy_loss",
+    "DPO_VARIANTS", "LOSS_NORMS", "REWARD_MODEL_LOSSES", "Knob", "PlaygroundCurve", "RewardModelLoss",
+    "actor_critic_loss", "bradley_terry_loss", "center_penalty", "clipped_surrogate_loss", "cross_entropy_loss",
     "dpo_loss", "embedding_distance", "entropy_from_logits", "focal_loss",
     "get_reward_model_loss", "grpo_loss", "hinge_loss", "masked_mean", "masked_sum",
     "masked_var", "mle_loss", "mse_loss", "policy_gradient_loss", "ppo_loss", "reduce_loss",
