@@ -70,7 +70,8 @@ def run_case(kind: str, overrides: dict, backbone: str) -> list[dict]:
     from rmcore.rm_trainer import train_reward_model
     from rmcore.trainer import train
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit-for-bit: reductions split over threads can round differently
     steps: list[dict] = []
 
     def on_step(report) -> None:
@@ -78,10 +79,13 @@ def run_case(kind: str, overrides: dict, backbone: str) -> list[dict]:
                       "metrics": {k: v for k, v in sorted(report.metrics.items()) if not k.startswith("perf/")},
                       "completions": [g["completion"] for g in (report.generations or [])]})
 
-    if kind == "policy":
-        train(TrainConfig(backbone=backbone, **{**BASE, **overrides}), on_step=on_step)
-    else:
-        train_reward_model(RewardModelConfig(backbone=backbone, **{**RM_BASE, **overrides}), on_step=on_step)
+    try:
+        if kind == "policy":
+            train(TrainConfig(backbone=backbone, **{**BASE, **overrides}), on_step=on_step)
+        else:
+            train_reward_model(RewardModelConfig(backbone=backbone, **{**RM_BASE, **overrides}), on_step=on_step)
+    finally:
+        torch.set_num_threads(threads)  # the rest of a test session keeps its threads
     return steps
 
 
