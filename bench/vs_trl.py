@@ -268,12 +268,14 @@ def parse_args(argv: list[str] | None = None):
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"vs_trl: --device cuda was asked for, but torch {torch.__version__} sees no CUDA GPU; "
-                         f"use --device cpu or auto.")
-    return name
+    """The engine's own device rule (rmcore.placement), as a bench exit rather than a ConfigError."""
+    from rmcore.errors import ConfigError
+    from rmcore.placement import torch_device
+
+    try:
+        return str(torch_device(name))
+    except ConfigError as exc:
+        raise SystemExit(f"vs_trl: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

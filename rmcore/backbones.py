@@ -43,37 +43,6 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 
-# --------------------------------------------------------------------------- devices
-def resolve_device(name: str = "auto") -> "torch.device":
-    """'auto' picks cuda > mps > cpu; an explicit device that is absent is a ConfigError."""
-    import torch
-
-    if name == "auto":  # the one order of preference, rmcore.placement's
-        from rmcore.placement import resolve_device as auto_device
-        return torch.device(auto_device("auto"))
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu.")
-    if name.startswith("cuda:"):  # one GPU of several (rmcore.placement)
-        from rmcore.placement import check_device
-        check_device(name)
-    elif name not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
-    return torch.device(name)
-
-
-def describe_device(name: str = "auto") -> str:
-    import torch
-
-    device = resolve_device(name)
-    if device.type == "cuda":
-        return f"GPU: {torch.cuda.get_device_name(device)}"
-    if device.type == "mps":
-        return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
-
-
 # --------------------------------------------------------------------------- loading
 def model_cache_dir(runs_dir: str | Path | None = None) -> Path:
     if os.environ.get("RMCORE_MODEL_CACHE"):

@@ -18,10 +18,13 @@ from __future__ import annotations
 import collections
 import os
 import re
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from rmcore.config import DEVICES
 from rmcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 _ONE_GPU = re.compile(r"cuda:([0-9]+)")
 
@@ -45,8 +48,42 @@ def resolve_device(device: str) -> str:
     import torch
     if torch.cuda.is_available():
         return "cuda"
+    return "mps" if _mps_available() else "cpu"
+
+
+def torch_device(name: str = "auto") -> "torch.device":
+    """The torch.device a trainer or scorer runs on: 'auto' resolved, an absent device a
+    ConfigError (one sentence). The one place that says which devices exist."""
+    import torch
+
+    name = resolve_device(name)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device auto or cpu.")
+    if name == "mps" and not _mps_available():
+        raise ConfigError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu.")
+    if name.startswith("cuda:"):
+        check_device(name)
+    elif name not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
+    return torch.device(name)
+
+
+def describe_device(name: str = "auto") -> str:
+    """What the device is, in words, for the app's sidebar."""
+    import torch
+
+    device = torch_device(name)
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _mps_available() -> bool:
+    import torch
     mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    return mps is not None and mps.is_available()
 
 
 def check_device(device: str) -> None:

@@ -47,11 +47,10 @@ def preflight(config: TrainConfig | RewardModelConfig, runs_dir: str | Path | No
 
 def check_device(device: str, precision: str) -> None:
     """The device is there (cuda:N a visible GPU) and runs the precision asked for."""
-    from rmcore.backbones import resolve_device
     from rmcore.precision import resolve_precision
 
     placement.check_device(device)
-    resolve_precision(precision, resolve_device(device))
+    resolve_precision(precision, placement.torch_device(device))
 
 
 def check_backbone(backbone: str, *, trust_remote_code: bool = False, runs_dir: str | Path | None = None) -> None:

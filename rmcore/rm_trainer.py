@@ -27,8 +27,8 @@ from rmcore.backbones import (
     _from_pretrained,
     load_tokenizer,
     resolve_backbone_path,
-    resolve_device,
 )
+from rmcore.placement import torch_device
 from rmcore.config import RewardModelConfig
 from rmcore.context import context_limit
 from rmcore.errors import ConfigError, TrainingError
@@ -54,7 +54,7 @@ def train_reward_model(config: RewardModelConfig, on_step: OnStep | None = None,
 
     # --- set-up
     torch.manual_seed(cfg.seed)  # the fresh scalar head is drawn from this
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)  # fp32 weights either way
     if on_progress:
         on_progress(ProgressReport("load-data", 0.0, f"Loading preference pairs from {cfg.task}"))

@@ -17,71 +17,33 @@ learns that it failed and why, instead of polling a "running" row forever.
 
 Bad input never reaches the store: submit() runs the trainer's preflight checks (config,
 device, data, context length, safetensors weights) before it writes anything. Which device a
-run trains on (the least-loaded GPU of several) is rmcore.placement's job.
+run trains on (the least-loaded GPU of several) is rmcore.placement's job; what a run's thread
+does (train, write steps, record how it ended) is rmcore.run_worker's.
 """
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import threading
 import time
-import traceback as traceback_module
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rmcore import placement
 from rmcore.config import RewardModelConfig, TrainConfig
-from rmcore.errors import DISK_FULL, OOM_HINT, ConfigError, StoreError, TrainingError, failure_message  # noqa: F401
-from rmcore.events import ProgressReport, StepReport
+from rmcore.errors import ConfigError, StoreError
+from rmcore.errors import DISK_FULL, OOM_HINT, TrainingError, failure_message  # noqa: F401  (re-exported)
 from rmcore.placement import DeviceQueues, resolve_device  # noqa: F401  (re-exported)
 from rmcore.preflight import preflight
 from rmcore.resume import RESUMABLE_STATUSES, resume_plan
+# re-exported; monkeypatch PROGRESS_INTERVAL_S and disk_full in rmcore.run_worker, which reads them
+from rmcore.run_worker import DEFAULT_TRAIN_FNS, PROGRESS_INTERVAL_S, TrainFn, disk_full  # noqa: F401  (re-exported)
+from rmcore.run_worker import Job, work
 from rmcore.store import TERMINAL_STATUSES, RunStore, default_runs_dir, validate_run_id
-
-# kind -> fn(config, on_step, should_stop, on_progress, run_dir); the trainer's return value is ignored.
-TrainFn = Callable[..., Any]
-PROGRESS_INTERVAL_S = 0.5  # at most 2 progress writes per second per run
 
 # Run ids owned by live runner threads of this process, across Runner instances: when the
 # app's cached runner is rebuilt, the old runner's threads run on, and the new one must not
 # mark their runs interrupted.
 _LIVE_IDS: set[str] = set()
 _LIVE_LOCK = threading.Lock()
-
-
-def _train_policy(config: TrainConfig, on_step, should_stop, on_progress, run_dir: Path,
-                  resume_from: str | None = None) -> Any:
-    from rmcore.run_refs import resolved_config
-    from rmcore.trainer import train  # heavy (transformers); only when a run starts
-
-    config = resolved_config(config, run_dir.parent)  # the trainer sees folders, never run ids
-    return train(config, on_step=on_step, should_stop=should_stop, on_progress=on_progress,
-                 run_dir=run_dir, resume_from=resume_from)
-
-
-def _train_reward_model(config: RewardModelConfig, on_step, should_stop, on_progress,
-                        run_dir: Path) -> Any:
-    from rmcore.rm_trainer import train_reward_model
-    return train_reward_model(config, on_step=on_step, should_stop=should_stop,
-                              on_progress=on_progress, run_dir=run_dir)
-
-
-DEFAULT_TRAIN_FNS: dict[str, TrainFn] = {"policy": _train_policy, "reward_model": _train_reward_model}
-
-
-@dataclass
-class _Job:
-    run_id: str
-    kind: str
-    config: TrainConfig | RewardModelConfig
-    device: str
-    status: str = "queued"
-    resume_from: str | None = None
-    last_step: int = 0
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    abandoned: bool = False  # interrupt(): the thread may run on to its step's end, but writes nothing
 
 
 class Runner:
@@ -95,7 +57,7 @@ class Runner:
         self.train_fns = {**DEFAULT_TRAIN_FNS, **(train_fns or {})}
         self._lock = threading.Lock()
         self._resume_lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}  # queued or running in this runner
+        self._jobs: dict[str, Job] = {}  # queued or running in this runner
         self._ended: dict[str, tuple[str, str | None]] = {}  # run id -> (status, error), as its thread saw it
         self._queues = DeviceQueues(max_concurrent)
         placement.leave_a_core_for_the_ui()
@@ -141,7 +103,7 @@ class Runner:
             device = self._queues.place(config.device)
             run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,
                                            total_steps=config.steps, device=device)
-            self._enqueue(_Job(run_id, kind, config.replace(device=device), device))
+            self._enqueue(Job(run_id, kind, config.replace(device=device), device))
         return run_id
 
     def resume(self, run_id: str) -> str:
@@ -163,7 +125,7 @@ class Runner:
             device = self._resume_device(run["device"], config.device)
             self.store.reopen(run_id, step, message=f"Resuming from the checkpoint at step {step}…",
                               from_statuses=RESUMABLE_STATUSES)
-            self._enqueue(_Job(run_id, "policy", config.replace(device=device), device,
+            self._enqueue(Job(run_id, "policy", config.replace(device=device), device,
                                resume_from=checkpoint, last_step=step))
         return run_id
 
@@ -175,7 +137,7 @@ class Runner:
         except ConfigError:
             return self._queues.place(requested)
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         """Call with self._lock held."""
         with _LIVE_LOCK:
             _LIVE_IDS.add(job.run_id)
@@ -294,76 +256,18 @@ class Runner:
                                           name=f"rmcore-run-{job.run_id}")
             job.thread.start()
 
-    def _work(self, job: _Job) -> None:
-        """Thread target: train, then record how it ended; never lets an exception escape."""
-        run_id, store = job.run_id, self.store
-        last_progress = {"time": 0.0, "stage": ""}
+    def _work(self, job: Job) -> None:
+        """Thread target: rmcore.run_worker trains and records the end; _finish frees the slot."""
+        work(job, self.store, self.train_fns, self._finish)
 
-        def on_progress(report: ProgressReport) -> None:
-            now = time.monotonic()
-            if report.stage == last_progress["stage"] and now - last_progress["time"] < PROGRESS_INTERVAL_S:
-                return
-            last_progress.update(time=now, stage=report.stage)
-            store.set_status(run_id, "preparing", message=report.message)
-
-        def on_step(report: StepReport) -> None:
-            if job.abandoned:  # interrupted: end the trainer at its next report, writing nothing
-                raise TrainingError("interrupted")
-            if gpu := placement.gpu_metrics(job.device):  # here, not in the trainers: they know no device queue
-                report = dataclasses.replace(report, metrics={**report.metrics, **gpu})
-            store.record_step(run_id, report)
-            job.status, job.last_step = "running", int(report.step)
-
-        final, error, trace = "done", None, None
-        try:
-            store.set_status(run_id, "preparing", message="Starting…")
-            placement.claim_device(job.device)
-            run_dir = store.run_dir(run_id)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            resume = {"resume_from": job.resume_from} if job.resume_from else {}
-            self.train_fns[job.kind](job.config, on_step, job.stop_event.is_set, on_progress, run_dir, **resume)
-            final = "stopped" if job.stop_event.is_set() else "done"
-        except BaseException as exc:  # the app must keep serving whatever the trainer raised
-            final, error, trace = "failed", failure_message(exc, job.last_step + 1), traceback_module.format_exc()
-            if disk_full(store.runs_dir):  # torch's and safetensors' own words for it are cryptic
-                error = f"{DISK_FULL.format(path=store.runs_dir)} free some space, then resume the run."
-        finally:
-            ended = ("interrupted", None) if job.abandoned else _record_end(store, run_id, final, error, trace)
-            with self._lock:
-                self._ended[run_id] = ended
-                self._queues.finish(job)
-                self._jobs.pop(run_id, None)
-                self._start_ready(job.device)
-            _forget(run_id)
-
-
-def _record_end(store: RunStore, run_id: str, status: str, error: str | None,
-                trace: str | None) -> tuple[str, str | None]:
-    """Write how the run ended; (status, error) as it really ended, for Runner.outcome.
-
-    When the store cannot take it (the disk is full, the database was deleted), the run
-    failed, whatever the trainer did: what it recorded is not all in the store.
-    """
-    try:
-        store.set_status(run_id, status, message="" if error is None else None, error=error, traceback=trace)
-        return status, error
-    except Exception as exc:
-        why = failure_message(exc)
-        if error in (None, why) or (_says_disk_full(error) and _says_disk_full(why)):
-            return "failed", error or why  # a full disk explains both
-        return "failed", f"{error} It could not be recorded: {why}"
-
-
-def _says_disk_full(text: str) -> bool:
-    return text.startswith(DISK_FULL.split("{")[0]) and " is full;" in text
-
-
-def disk_full(path: Path, below: int = 64 * 2**20) -> bool:
-    """Less than `below` bytes free where the run writes: the likely cause of a failed save."""
-    try:
-        return shutil.disk_usage(path).free < below
-    except OSError:
-        return False
+    def _finish(self, job: Job, ended: tuple[str, str | None]) -> None:
+        """The run's thread is done with it: keep how it ended, start the next on its device."""
+        with self._lock:
+            self._ended[job.run_id] = ended
+            self._queues.finish(job)
+            self._jobs.pop(job.run_id, None)
+            self._start_ready(job.device)
+        _forget(job.run_id)
 
 
 def _forget(run_id: str) -> None:

@@ -13,7 +13,8 @@ threads leave no open connections behind.
 
 Tables: runs (one row per run), metrics (long format, one row per step and key),
 sample_rewards (one row per sample and reward term, for distributions), generations and
-checkpoints (``save_pretrained`` folders under ``runs_dir/<run id>/``).
+checkpoints (``save_pretrained`` folders under ``runs_dir/<run id>/``); the rows of one step
+are built, and deleted after a step, in rmcore.store_steps.
 
 The file is checked when opened, and any failure is one StoreError sentence
 (rmcore.store_open); ``read_only=True`` opens it for reading and creates nothing, a missing
@@ -38,6 +39,7 @@ from rmcore.store_open import (SCHEMA, check_identity, check_path, connect, crea
                                open_store, retry, translated, use_wal)
 from rmcore.store_queries import (ACTIVE_STATUSES, EVAL_REWARD_KEY, FINAL_LOSS_KEY, ORPHAN_MESSAGE,  # noqa: F401
                                   RunQueries, _marks, pid_alive)
+from rmcore.store_steps import STEP_TABLES, step_writer, truncate
 from rmcore.export import EXPORT_FORMATS  # noqa: F401  (re-exported)
 from rmcore.safety import new_run_id, redact_secrets, scrub_secrets, validate_run_id  # noqa: F401
 
@@ -193,30 +195,7 @@ class RunStore(RunQueries):
         so a trainer driven without the runner (the CLI) gets the same status flow.
         """
         now = _time_now() if time is None else time
-        step = int(report.step)
-        metrics = [(run_id, step, key, float(value), now) for key, value in report.metrics.items()]
-        rewards = [(run_id, step, term, idx, float(value))
-                   for term, values in report.sample_rewards.items()
-                   for idx, value in enumerate(values)]
-        generations = [(run_id, step, g.get("split", "train"), idx, g.get("prompt", ""),
-                        g.get("completion", ""), g.get("reference", ""),
-                        None if g.get("reward") is None else float(g["reward"]),
-                        json.dumps({k: float(v) for k, v in (g.get("terms") or {}).items()}))
-                       for idx, g in enumerate(report.generations)]
-
-        def write(c: sqlite3.Connection) -> None:
-            c.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", metrics)
-            c.executemany("INSERT INTO sample_rewards VALUES (?, ?, ?, ?, ?)", rewards)
-            c.executemany("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", generations)
-            if report.checkpoint:
-                c.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (run_id, step, str(report.checkpoint)))
-            c.execute(
-                "UPDATE runs SET last_step = ?, total_steps = ?,"
-                " message = CASE WHEN status IN ('queued', 'preparing') THEN '' ELSE message END,"
-                " started = COALESCE(started, ?),"
-                " status = CASE WHEN status IN ('queued', 'preparing') THEN 'running' ELSE status END"
-                " WHERE id = ?", (step, int(report.total_steps), now, run_id))
-
+        write = step_writer(run_id, report, now)
         validate_run_id(run_id)
         self._write(write)
 
@@ -229,7 +208,7 @@ class RunStore(RunQueries):
         them again from the checkpoint. Deleting them first keeps one row per step and key.
         """
         validate_run_id(run_id)
-        self._write(lambda c: _truncate(c, run_id, int(step)))
+        self._write(lambda c: truncate(c, run_id, int(step)))
 
     def reopen(self, run_id: str, step: int, message: str = "",
                from_statuses: tuple[str, ...] = ("interrupted", "failed", "stopped")) -> None:
@@ -245,7 +224,7 @@ class RunStore(RunQueries):
             row = c.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or row[0] not in from_statuses:
                 raise ConfigError(f"Run {run_id} is {row[0] if row else 'gone'}; it cannot be resumed now.")
-            _truncate(c, run_id, int(step))
+            truncate(c, run_id, int(step))
             c.execute("UPDATE runs SET status = 'queued', finished = NULL, error = NULL, traceback = NULL,"
                       " message = ?, pid = ? WHERE id = ?", (scrub_secrets(message), os.getpid(), run_id))
 
@@ -279,7 +258,7 @@ class RunStore(RunQueries):
             raise ConfigError(f"Run {run_id} is {status}; stop it before deleting it.")
 
         def delete(c: sqlite3.Connection) -> None:
-            for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
+            for table in STEP_TABLES:
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -310,12 +289,6 @@ class RunStore(RunQueries):
         from rmcore.export import export_zip
 
         return export_zip(self, run_id, fmt)
-
-
-def _truncate(conn: sqlite3.Connection, run_id: str, step: int) -> None:
-    for table in ("metrics", "sample_rewards", "generations", "checkpoints"):
-        conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
-    conn.execute("UPDATE runs SET last_step = MIN(last_step, ?) WHERE id = ?", (step, run_id))
 
 
 def _check_status(status: str) -> None:

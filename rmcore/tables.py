@@ -36,10 +36,23 @@ def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     missing = object()
     rows = []
     for name in fields:
-        raw = [configs[r].get(name, missing) for r in run_ids]
+        raw = [_resolved(name, configs[r].get(name, missing), configs[r]) for r in run_ids]
         differs = any(v is missing or v != raw[0] for v in raw[1:]) or (raw[0] is missing and len(raw) > 1)
-        rows.append({"field": name, **{r: _fmt(v, missing) for r, v in zip(run_ids, raw)}, "differs": differs})
+        cells = {r: _fmt(v, missing) for r, v in zip(run_ids, raw)}
+        rows.append({"field": name, **cells, "differs": differs})
     return pd.DataFrame(rows, columns=["field", *run_ids, "differs"]).set_index("field")
+
+
+def _resolved(name: str, value: Any, config: Mapping[str, Any]) -> Any:
+    """What the trainer used where the config says "the default": a reward-model run's margin
+    -1 is its loss's own (1 for hinge and triplet), and the table says both."""
+    from rmcore.losses.registry import REWARD_MODEL_LOSSES
+    from rmcore.rm_family import MARGIN_DEFAULT
+
+    entry = REWARD_MODEL_LOSSES.get(config.get("loss"))
+    if name == "margin" and value == MARGIN_DEFAULT and entry is not None:
+        return f"{entry.default('margin'):g} (the loss's own)"
+    return value
 
 
 def _fmt(value: Any, missing: object) -> str:

@@ -19,7 +19,8 @@ import torch
 
 from rmcore.algorithms import get_algorithm
 from rmcore.checkpoints import load_checkpoint, prune_checkpoints, save_checkpoint
-from rmcore.backbones import load_causal_lm, resolve_device
+from rmcore.backbones import load_causal_lm
+from rmcore.placement import torch_device
 from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.events import OnProgress, OnStep, ShouldStop, StepReport
@@ -46,7 +47,7 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
 
     # --- set-up
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)  # the policy's weights stay fp32 either way
     task, pool = load_pool(cfg)
     runs_dir = Path(run_dir).parent if run_dir else None  # its models/ folder caches the built-in backbone

@@ -23,6 +23,17 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def torch_threads():
+    """Every test starts on the session's thread count: a Runner caps torch at cores - 1 for
+    the process (a core for the UI), which left every later test on 1 of 2 cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def runs_dir(tmp_path, monkeypatch) -> Path:
     """Every test writes its runs into its own folder."""
     path = tmp_path / "runs"

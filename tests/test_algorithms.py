@@ -173,3 +173,26 @@ def test_advantage_inputs_reach_the_estimator_unchanged():
         assert returns is None
     _, returns = get_algorithm("actor_critic").advantages(x)
     torch.testing.assert_close(returns, R[:, None].expand(4, 2))
+
+
+@pytest.mark.parametrize("loss", ["ppo", "dpo", "mle"])
+def test_train_form_shows_the_chosen_losss_options_under_it_and_the_rest_apart(loss, runs_dir, fresh_runner):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.switch_page("pages/train.py")
+    at.run()
+    at.selectbox(key="cfg.loss").set_value(loss).run()
+    owned = {n for a in POLICY_LOSSES.values() for n in a.options}
+    assert owned, "no algorithm declares options"
+
+    def keys_in(label):
+        block = next(e for e in at.expander if e.label == label)
+        return {w.key.removeprefix("cfg.") for kind in ("number_input", "selectbox", "checkbox", "text_input")
+                for w in getattr(block, kind)}
+    advanced, others = keys_in("Advanced options"), keys_in("Options of the other losses")
+    mine = set(get_algorithm(loss).options)
+    assert not (advanced & owned)                 # general fields only
+    assert others == owned - mine                 # every other loss's field, none of this one's
+    drawn = {w.key.removeprefix("cfg.") for w in at.number_input} | {w.key.removeprefix("cfg.") for w in at.selectbox}
+    assert mine <= drawn                          # this loss's own fields are on the form, outside both

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import rmcore.cli as cli
+import rmcore.cli_follow as cli_follow
 from rmcore.checkpoints import checkpoint_problem, prune_checkpoints, save_checkpoint
 from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError, StoreError
@@ -286,7 +286,7 @@ def test_when_recording_fails_the_run_and_the_cli_end_with_an_error(runs_dir, mo
     monkeypatch.setattr(RunStore, "record_step", record_then_fail)
     monkeypatch.setattr(RunStore, "set_status", no_final_status)
     run_id = runner.submit(TrainConfig(steps=49, device="cpu"))
-    assert within(10, lambda: cli.follow_to_end(runner, run_id, 49, quiet=True)) == 1
+    assert within(10, lambda: cli_follow.follow_to_end(runner, run_id, 49, quiet=True)) == 1
     assert runner.outcome(run_id) == ("failed", full)  # said once: the full disk explains both
     assert runner.wait(run_id, 1) == "failed" and runner.store.get_run(run_id)["last_step"] == 2
     runner.shutdown(5)
@@ -397,13 +397,14 @@ def test_a_step_still_running_after_the_grace_period_is_interrupted(runs_dir, mo
         release.wait(30)  # a step that would take minutes
         on_step(StepReport(2, 5, {"loss/total": 1.0}))
 
-    monkeypatch.setattr(cli, "STOP_GRACE_S", 0.5)
-    monkeypatch.setattr(cli, "_exit_now", exits.append)
+    monkeypatch.setattr(cli_follow, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(cli_follow, "_exit_now", exits.append)
     runner = Runner(runs_dir, train_fns={"policy": stuck})
     run_id = runner.submit(TrainConfig(steps=5, device="cpu"))
     while runner.store.get_run(run_id)["last_step"] < 1:
         time.sleep(0.02)
-    code = within(5, lambda: cli.follow_to_end(runner, run_id, 5, quiet=True, caught={"signals": [signal.SIGTERM]}))
+    caught = {"signals": [signal.SIGTERM]}
+    code = within(5, lambda: cli_follow.follow_to_end(runner, run_id, 5, quiet=True, caught=caught))
     assert code == exits[0] == 128 + signal.SIGTERM
     assert runner.store.get_run(run_id)["status"] == "interrupted"
     release.set()

@@ -78,7 +78,7 @@ def reaches(graph: dict[str, set[str]], start: str) -> set[str]:
 TRAINERS = ("rmcore.trainer", "rmcore.rm_trainer", "rmcore.online_step", "rmcore.offline_step",
             "rmcore.policy_step", "rmcore.algorithms")
 STORE_SIDE = {"rmcore.store", "rmcore.store_queries", "rmcore.store_open", "rmcore.store_files", "rmcore.runner",
-              "rmcore.run_refs", "rmcore.resume", "rmcore.export"}
+              "rmcore.run_worker", "rmcore.store_steps", "rmcore.run_refs", "rmcore.resume", "rmcore.export"}
 
 
 def test_trainers_never_reach_the_store_or_the_runner():

@@ -6,11 +6,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rmcore.backbones import resolve_device
 from rmcore.context import context_limit
 from rmcore.errors import TrainingError
 from rmcore.optim_step import optimizer_step
 from rmcore.placement import resolve_device as device_name
+from rmcore.placement import torch_device
 
 
 def test_context_limit_reads_either_name_from_a_model_or_its_config():
@@ -22,7 +22,7 @@ def test_context_limit_reads_either_name_from_a_model_or_its_config():
 
 
 def test_auto_device_is_the_same_choice_everywhere():
-    assert resolve_device("auto") == torch.device(device_name("auto"))
+    assert torch_device("auto") == torch.device(device_name("auto"))
 
 
 def _setup():

@@ -168,6 +168,16 @@ def test_config_diff_flags_only_differing_fields() -> None:
     assert diff.loc["lr", "r1"] == "0.0001" and diff.loc["seed", "r1"] == "—"
 
 
+def test_config_diff_shows_the_margin_a_reward_model_run_trained_with() -> None:
+    diff = tables.config_diff({"h": {"loss": "hinge", "margin": -1.0}, "b": {"loss": "bradley_terry", "margin": -1.0},
+                               "m": {"loss": "hinge", "margin": 0.5}})
+    assert diff.loc["margin", "h"] == "1 (the loss's own)" and diff.loc["margin", "b"] == "0 (the loss's own)"
+    assert diff.loc["margin", "m"] == "0.5" and diff.loc["margin", "differs"]
+    same_text = tables.config_diff({"h": {"loss": "hinge", "margin": -1.0},
+                                    "b": {"loss": "bradley_terry", "margin": -1.0}})
+    assert same_text.loc["margin", "differs"]  # both say -1, but they trained with 1 and 0
+
+
 def test_final_and_best() -> None:
     df = pd.DataFrame({"run_id": ["a"] * 4 + ["a"] * 4,
                        "step": [1, 2, 3, 4] * 2,

@@ -227,8 +227,26 @@ def loss_input(name: str = "loss", label: str = "Loss") -> str:
     return loss
 
 
+def algorithm_fields() -> tuple[str, ...]:
+    """Every TrainConfig field some algorithm declares as its own (Algorithm.options), once each."""
+    from rmcore.algorithms import POLICY_LOSSES
+
+    return tuple(dict.fromkeys(name for algo in POLICY_LOSSES.values() for name in algo.options))
+
+
+def options_input(names: tuple[str, ...] | list[str], columns: int = 2) -> dict[str, Any]:
+    """Widgets for the named fields, laid out in columns; returns their values."""
+    values, cols = {}, st.columns(columns)
+    for i, name in enumerate(names):
+        with cols[i % columns]:
+            values[name] = field_input(name)
+    return values
+
+
 def train_form() -> dict[str, Any]:
     """The whole Train form; returns the field values as drawn (ui.launch.form_config checks them)."""
+    from rmcore.algorithms import POLICY_LOSSES
+
     values: dict[str, Any] = {}
     model_col, reward_col, optim_col = st.columns(3, gap="large")
     with model_col:
@@ -238,6 +256,9 @@ def train_form() -> dict[str, Any]:
     with reward_col:
         st.markdown("**Loss and reward**")
         values["loss"] = loss_input()
+        # The chosen loss's own options (its Algorithm.options) sit under it, so a new
+        # algorithm's fields appear here without a page edit.
+        values.update(options_input(POLICY_LOSSES[values["loss"]].options))
         left, right = st.columns(2)
         for i, name in enumerate(WEIGHTS):
             with (left if i % 2 == 0 else right):
@@ -259,10 +280,11 @@ def train_form() -> dict[str, Any]:
             with (left if i % 2 == 0 else right):
                 values[name] = field_input(name)
         values["name"] = field_input("name")
+    owned = algorithm_fields()
     with st.expander("Advanced options"):
-        rest = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in MAIN_FIELDS]
-        columns = st.columns(4)
-        for i, name in enumerate(rest):
-            with columns[i % 4]:
-                values[name] = field_input(name)
+        values.update(options_input([f.name for f in dataclasses.fields(TrainConfig)
+                                     if f.name not in MAIN_FIELDS and f.name not in owned], columns=4))
+    # The other losses' options: "Launch one run per loss" gives each run its own loss's.
+    with st.expander("Options of the other losses"):
+        values.update(options_input([n for n in owned if n not in values], columns=4))
     return values

@@ -38,7 +38,7 @@ def store() -> RunStore:
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """'GPU: <name>' or 'CPU (n threads)'; imports torch once per process."""
-    from rmcore.backbones import describe_device
+    from rmcore.placement import describe_device
     try:
         return describe_device("auto")
     except Exception as exc:  # a broken driver must not take the whole app down
