@@ -153,6 +153,16 @@ def whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True,
     return whitened * mask
 
 
+def returns_to_go(token_rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tensor:
+    """G_t = Σ_{s ≥ t} γ^(s−t) r_s over the valid tokens of each row (REINFORCE++'s returns).
+
+    GAE with V ≡ 0 and λ = 1 is exactly this sum, padding handled the same way.
+    token_rewards, mask: (B, T) -> (B, T), 0 on masked-out positions, no grad.
+    """
+    to_go, _ = gae(token_rewards, torch.zeros_like(token_rewards), mask, gamma, 1.0)  # A_t = G_t when V ≡ 0
+    return to_go
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor | tuple[Tensor, Tensor]]] = {
     "reward": reward_advantages,
     "baseline": baseline_advantages,
@@ -160,3 +170,4 @@ ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Tensor | tuple[Tensor, Tensor]]] =
     "grpo": group_normalized_advantages,
     "gae": gae,
 }
+

@@ -4,7 +4,7 @@ A checkpoint folder holds the policy (a LoRA run: its adapter alone) and tokeniz
 (`save_pretrained`, safetensors), the
 value head (safetensors), the optimizer state (`optimizer.pt`, read back with
 `weights_only=True`: tensors and numbers, never arbitrary pickles) and `trainer_state.json`
-(step, EMA baseline). The data order and sampling RNG are re-seeded from (seed, step) every
+(step, EMA baseline, the adaptive KL coefficient). The data order and sampling RNG are re-seeded from (seed, step) every
 step, so no RNG state is needed: a resumed run draws what the uninterrupted run would have.
 
 A checkpoint can be half-written (the process died while saving) or damaged later, so
@@ -15,6 +15,7 @@ runner checks checkpoints and must stay light to import.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import struct
 import zipfile
@@ -46,7 +47,7 @@ def save_checkpoint(s, path: Path) -> str:
                   str(path / "value_head.safetensors"))
     torch.save(s.optimizer.state_dict(), path / "optimizer.pt")
     (path / "trainer_state.json").write_text(json.dumps({"step": s.step, "baseline": s.baseline,
-                                                         "loss": s.cfg.loss}))
+                                                         "kl_coef": s.kl_coef, "loss": s.cfg.loss}))
     return str(path)
 
 
@@ -81,8 +82,18 @@ def load_checkpoint(s, path: str | Path) -> int:
         s.value_head.load_state_dict(load_file(str(path / "value_head.safetensors"), device=str(s.device)))
     s.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=s.device, weights_only=True))
     s.baseline = state.get("baseline")
+    s.kl_coef = _kl_coef(state.get("kl_coef", s.kl_coef), path)  # older checkpoints: the config's
     s.step = int(state["step"])
     return s.step
+
+
+def _kl_coef(value, path: Path) -> float:
+    """The adaptive KL coefficient a checkpoint saved: a finite number ≥ 0, or one sentence."""
+    from rmcore.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{path / 'trainer_state.json'} holds no usable kl_coef ({value!r}); the checkpoint is damaged.")
+    return float(value)
 
 
 def checkpoint_problem(path: str | Path, step: int) -> str | None:

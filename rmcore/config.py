@@ -18,9 +18,11 @@ from typing import Any
 from rmcore.config_checks import Bound, OrDefault, _check_fields, _choice
 from rmcore.errors import ConfigError
 
-LOSS_NORMS = ("token_mean", "seq_mean", "fixed_sum")
+AUTO = "auto"              # loss_norm, kl_placement: the algorithm's own (TrainConfig.resolved)
+LOSS_NORMS = (AUTO, "token_mean", "seq_mean", "fixed_sum")
 KL_ESTIMATORS = ("k1", "k2", "k3")
-KL_PLACEMENTS = ("reward", "loss")
+KL_PLACEMENTS = (AUTO, "reward", "loss")
+REWARD_AGGREGATIONS = ("sum", "normalize_per_term")  # = rmcore.rewards.aggregate.REWARD_AGGREGATIONS
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BASELINES = ("ema", "greedy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -72,26 +74,58 @@ class TrainConfig:
     length_weight: float = _f(0.0, "Weight of the length penalty -|words - target| / target.", -COEF_MAX, COEF_MAX)
     target_length: int = _f(20, "Target length in words for the length penalty.", 1, 10_000)
     rouge_type: str = _f("rougeL", "ROUGE variant for the α term: rouge1, rouge2 or rougeL.")
+    reward_aggregation: str = _f("sum", "How group algorithms (GRPO, RLOO, Dr. GRPO, DAPO, GSPO, CISPO, REINFORCE++ "
+                                        "baseline) combine the terms: 'sum' weighs and sums them, then the algorithm "
+                                        "normalises; 'normalize_per_term' (GDPO) z-scores each term within its "
+                                        "prompt's group first, so a term's scale no longer sets its influence.")
     distinct_n: int = _f(2, "n of distinct-n for the diversity term.", 1, 100)
 
     # --- regularisers shared by all policy losses
     kl_coef: float = _f(0.05, "KL coefficient to the frozen reference model (0 = off).", 0, COEF_MAX)
     kl_estimator: str = _f("k3", "KL estimator: k1 (log-ratio), k2 (squared log-ratio / 2) or k3 (ratio - 1 - log-ratio).")
-    kl_placement: str = _f("loss", "Where the KL penalty goes: 'reward' (per sequence, before advantages) or 'loss'.")
+    kl_placement: str = _f(AUTO, "Where the KL penalty goes: 'reward' (subtracted from the reward before the "
+                                 "advantages; per token for PPO and REINFORCE++), 'loss', or 'auto': the "
+                                 "algorithm's own (reward for REINFORCE++, loss for the others).")
+    kl_target: float = _f(0.0, "Adaptive KL controller (Ziegler et al. 2019): the KL per sample to aim for; the "
+                               "coefficient starts at kl_coef and is adjusted every step. 0 = a fixed coefficient. "
+                               "Online algorithms only.", 0, COEF_MAX)
+    kl_horizon: int = _f(10_000, "Horizon of the adaptive KL controller, in samples: each step moves the "
+                                 "coefficient by at most ±20% × samples in the step / horizon.", 1, 10**9)
     entropy_coef: float = _f(0.0, "Entropy bonus coefficient (0 = off).", 0, COEF_MAX)
-    loss_norm: str = _f("token_mean", "Loss reduction: token_mean, seq_mean, or fixed_sum (Dr. GRPO: sum / max_new_tokens).")
+    loss_norm: str = _f(AUTO, "Loss reduction: token_mean, seq_mean, fixed_sum (sum / (batch × max_new_tokens)), or "
+                              "'auto': the algorithm's own (fixed_sum for Dr. GRPO, seq_mean for GSPO, token_mean "
+                              "for the others).")
 
     # --- algorithm options
-    clip_eps: float = _f(0.2, "PPO/GRPO ratio clip ε.", 0, COEF_MAX)
+    clip_eps: float = _f(0.2, "Ratio clip ε of PPO, GRPO, Dr. GRPO and REINFORCE++.", 0, COEF_MAX)
     value_clip: float = _f(0.2, "PPO value-function clip (0 = no clipping).", 0, COEF_MAX)
     vf_coef: float = _f(0.5, "Weight of the value loss (actor-critic, PPO).", 0, COEF_MAX)
     gae_gamma: float = _f(1.0, "GAE discount γ (PPO).", 0, 1)
     gae_lambda: float = _f(0.95, "GAE λ (PPO).", 0, 1)
-    ppo_epochs: int = _f(2, "Optimisation epochs over each rollout batch (PPO, GRPO).", 1, 1000)
-    minibatches: int = _f(1, "Minibatches per epoch (PPO, GRPO).", 1, MAX_BATCH)
+    ppo_epochs: int = _f(2, "Optimisation epochs over each rollout batch (the algorithms with a ratio to the "
+                            "rollout policy: PPO, GRPO and its successors, REINFORCE++).", 1, 1000)
+    minibatches: int = _f(1, "Minibatches per epoch (as ppo_epochs).", 1, MAX_BATCH)
     baseline: str = _f("ema", "Baseline for reinforce_baseline: 'ema' (moving average) or 'greedy' (self-critical).")
     baseline_decay: float = _f(0.9, "Decay of the moving-average baseline.", 0, 1)
     dpo_beta: float = _f(0.1, "DPO β: strength of the implicit KL to the reference.", 0, COEF_MAX, open_low=True)
+    dapo_clip_low: float = _f(0.2, "DAPO ε_low: the ratio's lower clip 1 − ε_low.", 0, 1)
+    dapo_clip_high: float = _f(0.28, "DAPO ε_high (clip-higher): the ratio's upper clip 1 + ε_high.", 0, COEF_MAX)
+    dapo_oversample_rounds: int = _f(3, "DAPO dynamic sampling: groups whose rewards all tie are dropped; up to this "
+                                        "many extra rounds of prompts refill the batch (0 = drop only).", 0, 100)
+    dapo_overlong_buffer: float = _f(0.2, "DAPO soft over-length penalty: the last share of max_new_tokens over which "
+                                          "the penalty ramps from 0 to -1 (the paper: 4,096 of 20,480 tokens); "
+                                          "0 = off.", 0, 1)
+    dapo_overlong_coef: float = _f(1.0, "Weight of DAPO's over-length penalty in the reward.", 0, COEF_MAX)
+    gspo_clip_low: float = _f(3e-4, "GSPO ε_low: lower clip of the sequence ratio (the paper's 3e-4).", 0, 1)
+    gspo_clip_high: float = _f(4e-4, "GSPO ε_high: upper clip of the sequence ratio (the paper's 4e-4).", 0, COEF_MAX)
+    cispo_clip_high: float = _f(4.0, "CISPO ε_high: the importance weight is truncated at 1 + ε_high (5, the "
+                                     "ScaleRL bound); there is no lower bound.", 0, COEF_MAX)
+    ipo_tau: float = _f(0.1, "IPO τ: the loss pulls the log-ratio margin h to 1/(2τ).", 0, COEF_MAX, open_low=True)
+    slic_beta: float = _f(1.0, "SLiC β: hinge max(0, 1 − β·h), a margin of 1/β (SLiC-HF's δ = 1).", 0, COEF_MAX,
+                          open_low=True)
+    simpo_beta: float = _f(2.0, "SimPO β: scale of the length-normalised log-prob reward.", 0, COEF_MAX,
+                           open_low=True)
+    simpo_gamma: float = _f(1.0, "SimPO γ: target reward margin (γ/β = 0.5, the paper's advice).", 0, COEF_MAX)
 
     # --- optimisation and sampling
     lr: float = _f(5e-5, "Learning rate (AdamW).", 0, COEF_MAX, open_low=True)
@@ -143,6 +177,7 @@ class TrainConfig:
         _choice(self, "loss_norm", LOSS_NORMS)
         _choice(self, "rouge_type", ROUGE_TYPES)
         _choice(self, "baseline", BASELINES)
+        _choice(self, "reward_aggregation", REWARD_AGGREGATIONS)
         _check_device(self.device)
         _choice(self, "precision", PRECISIONS)
         if self.temperature < MIN_TEMPERATURE:
@@ -163,6 +198,31 @@ class TrainConfig:
         if self.samples_per_prompt < algo.min_samples:
             raise ConfigError(f"{algo.label} needs samples_per_prompt ≥ {algo.min_samples} (its baseline "
                               f"compares samples of one prompt); got {self.samples_per_prompt}.")
+        online = algo.advantages is not None
+        if self.reward_aggregation != "sum" and online and not algo.is_group:
+            raise ConfigError(f"reward_aggregation {self.reward_aggregation!r} z-scores each term within a prompt's "
+                              f"group of samples, and {algo.label} has no groups; use 'sum', or a group algorithm "
+                              "(GRPO, RLOO, Dr. GRPO, DAPO, GSPO, CISPO, REINFORCE++ baseline).")
+        if self.kl_target > 0 and self.kl_coef == 0 and online and not algo.reference_free:
+            raise ConfigError("kl_target is set but kl_coef is 0: the adaptive controller scales the KL coefficient "
+                              "from kl_coef, so give it a starting value above 0.")
+
+    def resolved(self) -> "TrainConfig":
+        """The config as its run trains, saved with the run (so the store says which reduction ran):
+        an 'auto' loss_norm or kl_placement becomes the algorithm's own, and a reference-free
+        algorithm (SimPO), which loads no reference model, runs with the fluency weight β, the
+        KL coefficient and its target at 0: only a reference model can measure those."""
+        from rmcore.algorithms import get_algorithm
+
+        algo = get_algorithm(self.loss)
+        changes: dict[str, Any] = {}
+        if self.loss_norm == AUTO:
+            changes["loss_norm"] = algo.loss_norm or "token_mean"
+        if self.kl_placement == AUTO:
+            changes["kl_placement"] = algo.kl_placement or "loss"
+        if algo.reference_free:
+            changes.update(beta=0.0, kl_coef=0.0, kl_target=0.0)
+        return self.replace(**changes) if changes else self
 
     def reward_weights(self) -> dict[str, float]:
         """Weights of the composite reward terms, by term name (REWARD_TERMS keys)."""
@@ -208,6 +268,10 @@ class RewardModelConfig:
 
     to_dict = TrainConfig.to_dict
     replace = TrainConfig.replace
+
+    def resolved(self) -> "RewardModelConfig":
+        """As saved with the run; the margin's -1 stays (rmcore.rm_family reads the loss's default)."""
+        return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RewardModelConfig":

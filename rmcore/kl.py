@@ -69,3 +69,24 @@ def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: str) -> Tenso
     if estimator not in KL_ESTIMATORS:
         raise ConfigError(f"Unknown KL estimator '{estimator}'; valid: {', '.join(KL_ESTIMATORS)}.")
     return KL_ESTIMATORS[estimator](logprobs, ref_logprobs)
+
+
+# Ziegler et al. (2019) bound each step's proportional error to ±20%.
+ADAPTIVE_KL_MAX_ERROR = 0.2
+
+
+def adaptive_kl_coef(coef: float, kl: float, target: float, n_samples: int, horizon: int) -> float:
+    """The adaptive KL controller: the next step's coefficient from this step's KL.
+
+        e   = clip(KL / KL_target − 1, −0.2, 0.2)
+        β' = β · (1 + e · n_samples / horizon)
+
+    Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences",
+    arXiv:1909.08593 §2.2 (K_β = n_samples / horizon, as in their code and TRL's
+    AdaptiveKLController). KL above the target raises β, below lowers it; the horizon sets
+    how many samples a full ±20% correction takes. kl: this step's mean KL per sample.
+    """
+    if target <= 0 or horizon < 1:
+        raise ConfigError(f"the adaptive KL controller needs a positive target and horizon, got {target}, {horizon}.")
+    error = min(max(kl / target - 1.0, -ADAPTIVE_KL_MAX_ERROR), ADAPTIVE_KL_MAX_ERROR)
+    return coef * (1.0 + error * n_samples / horizon)

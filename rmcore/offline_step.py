@@ -1,8 +1,8 @@
 """One optimizer step of an offline algorithm: on references (MLE) or preference pairs (DPO).
 
     sft:    references → algo.loss on their token log-probs → optimizer step
-    pairs:  (chosen, rejected) → summed log-probs under the policy and the frozen reference →
-            algo.loss → optimizer step
+    pairs:  (chosen, rejected) → summed log-probs and lengths under the policy (and the frozen
+            reference, for the algorithms that read one) → algo.loss → optimizer step
 
 Both then sample one completion per prompt and score it (no gradient), so offline runs chart
 the same rewards as online ones.
@@ -45,11 +45,15 @@ def pairs_step(s: Session, pairs: list) -> StepResult:
     def seq_logps(model, b: Rollout) -> Tensor:  # log π(y|x) summed over response tokens  (B,)
         return (response_logprobs(model, b)[0] * b.response_mask).sum(-1)
 
-    with torch.inference_mode(), reference_context(s.ref, s.policy):
-        ref_c, ref_r = seq_logps(s.ref, chosen).clone(), seq_logps(s.ref, rejected).clone()
+    ref_c = ref_r = None
+    if s.algo.needs_reference:  # a reference-free loss (SimPO) never runs, nor loads, one
+        with torch.inference_mode(), reference_context(s.ref, s.policy):
+            ref_c, ref_r = seq_logps(s.ref, chosen).clone(), seq_logps(s.ref, rejected).clone()
     loss, stats = s.algo.loss(PairInputs(cfg=s.cfg, chosen_logps=seq_logps(s.policy, chosen),
                                          rejected_logps=seq_logps(s.policy, rejected),
-                                         ref_chosen_logps=ref_c, ref_rejected_logps=ref_r))
+                                         ref_chosen_logps=ref_c, ref_rejected_logps=ref_r,
+                                         chosen_lengths=chosen.response_mask.sum(-1),
+                                         rejected_lengths=rejected.response_mask.sum(-1)))
     backward_and_step(s, loss)
     metrics = {**stats, "loss/total": loss.item(), "perf/update_s": time.perf_counter() - t0}
     return monitor(s, prompts, [p.chosen for p in pairs], metrics)

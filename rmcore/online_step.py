@@ -1,7 +1,8 @@
 """One optimizer step of an online algorithm: sample, score, make advantages, update.
 
-    rollout → reward (− β·KL if placed in the reward) → algo.advantages → epochs × minibatches
-    of algo.loss + shared KL (if placed in the loss) and entropy terms → optimizer step
+    rollout → reward → [algo.filter_rollout] → aggregate the terms (sum, or z-scored per term)
+    (− β·KL if placed in the reward) → algo.advantages → epochs × minibatches of algo.loss
+    + shared KL (if placed in the loss) and entropy terms → optimizer step → [adapt β]
 
 The algorithm (rmcore.algorithms.<name>) supplies only its advantage estimator and its loss;
 everything else here is shared by all of them, so one KL, one entropy bonus, one reduction
@@ -14,12 +15,14 @@ import time
 import torch
 from torch import Tensor
 
-from rmcore.kl import kl_estimate
+from rmcore.kl import adaptive_kl_coef, kl_estimate
 from rmcore.losses import reduce_loss
-from rmcore.metrics import REWARD_WITH_KL
+from rmcore.metrics import KL_COEF, POLICY_KL, REWARD_WITH_KL, ZERO_STD_FRAC
 from rmcore.policy_step import (Session, StepResult, backward_and_step, finish, reference_logprobs,
                                 rollout_and_score, rollout_metrics, score)
+from rmcore.rewards.aggregate import aggregate_rewards
 from rmcore.rollout import Rollout, encode_prompts, response_logprobs, sample
+from rmcore.scored_rollouts import tied_groups
 from rmcore.step_inputs import AdvantageInputs, LossInputs
 
 
@@ -30,23 +33,45 @@ def online_step(s: Session, examples: list) -> StepResult:
     G = cfg.samples_per_prompt
     one_pass = single_on_policy_pass(s, len(prompts) * G)
     r = rollout_and_score(s, prompts, refs, G, policy_forward=not one_pass)
-    R = torch.tensor(r["rewards"].total, dtype=torch.float32, device=s.device)  # (N,)
+    metrics: dict[str, float] = {}
+    learn = r  # the rows the update learns from: all of them, or those the algorithm's filter keeps
+    if s.algo.filter_rollout is not None:
+        r, learn, metrics = s.algo.filter_rollout(s, r, examples)
+    if s.algo.is_group and ZERO_STD_FRAC not in metrics:
+        tied = tied_groups(r["rewards"].total, G)
+        metrics[ZERO_STD_FRAC] = sum(tied) / len(tied)
 
-    kl_tok = token_kl(s, r)                                                      # (N, T) or None
-    R_seq = R - cfg.kl_coef * kl_tok.sum(-1) if (kl_tok is not None and cfg.kl_placement == "reward") else R
+    t0 = time.perf_counter()
+    if learn["batch"].input_ids.shape[0]:
+        metrics.update(learn_from(s, learn))
+    metrics.update({**r["timings"], "perf/update_s": time.perf_counter() - t0})
+    kl_tok = token_kl(s, r)  # after the update on the single on-policy pass, whose forward filled old_lp
+    metrics.update(rollout_metrics(s, r, kl_tok))
+    if cfg.kl_target > 0 and POLICY_KL in metrics:
+        metrics[KL_COEF] = s.kl_coef  # the coefficient this step used; the next one moves it
+        s.kl_coef = adaptive_kl_coef(s.kl_coef, metrics[POLICY_KL], cfg.kl_target, len(r["prompts"]), cfg.kl_horizon)
+    return finish(s, r, metrics)
 
+
+def learn_from(s: Session, r: dict) -> dict[str, float]:
+    """Advantages of a scored rollout (the reward aggregated, minus β·KL when placed in the
+    reward) and the algorithm's updates on them; returns the update's stats."""
+    cfg = s.cfg
+    G = cfg.samples_per_prompt
+    prompts, refs = r["prompts"][::G], r["refs"][::G]  # one per prompt, in group order
+    R = aggregate_rewards(r["rewards"], G,
+                          cfg.reward_aggregation if s.algo.is_group else "sum").to(s.device)  # (N,)
+    kl_tok = token_kl(s, r)                                                                     # (N, T) or None
+    kl_in_reward = kl_tok is not None and cfg.kl_placement == "reward"
+    R_seq = R - s.kl_coef * kl_tok.sum(-1) if kl_in_reward else R
     advantages, returns = s.algo.advantages(AdvantageInputs(
         session=s, rewards=R_seq, raw_rewards=R, token_kl=kl_tok, mask=r["batch"].response_mask,
-        old_values=r["old_values"], prompts=prompts, refs=refs))
-    t0 = time.perf_counter()
+        old_values=r["old_values"], prompts=prompts, refs=refs, kl_coef=s.kl_coef))
     stats = update(s, r, advantages, returns)
-    metrics = {**stats, **r["timings"], "perf/update_s": time.perf_counter() - t0}
-    if one_pass:  # old_lp came from the update pass
-        kl_tok = token_kl(s, r)
-    metrics.update(rollout_metrics(s, r, kl_tok))
-    if R_seq is not R:
-        metrics[REWARD_WITH_KL] = R_seq.mean().item()
-    return finish(s, r, metrics)
+    if kl_in_reward:  # the composite reward minus the penalty, whatever the aggregation
+        total = torch.tensor(r["rewards"].total, dtype=torch.float32, device=s.device)
+        stats[REWARD_WITH_KL] = (total - s.kl_coef * kl_tok.sum(-1)).mean().item()
+    return stats
 
 
 def single_on_policy_pass(s: Session, n: int) -> bool:
@@ -55,17 +80,18 @@ def single_on_policy_pass(s: Session, n: int) -> bool:
     Then the old log-probs are the update pass's own, detached (the policy has not moved yet;
     PPO/GRPO's ratio is exactly 1 with its gradient intact, as in TRL when num_iterations=1),
     and the separate no-grad policy forward is skipped. Not so with several epochs or
-    minibatches, a value head (GAE reads old values), or KL placed in the reward.
+    minibatches, a value head (GAE reads old values), KL placed in the reward, or a rollout
+    filter (it may drop rows, and the metrics still read every row's log-probs).
     """
     cfg = s.cfg
     passes = cfg.ppo_epochs * min(cfg.minibatches, n) if s.algo.multi_epoch else 1
-    kl_in_reward = s.ref is not None and cfg.kl_coef > 0 and cfg.kl_placement == "reward"
-    return passes == 1 and s.value_head is None and not kl_in_reward
+    kl_in_reward = s.ref is not None and s.kl_coef > 0 and cfg.kl_placement == "reward"
+    return passes == 1 and s.value_head is None and not kl_in_reward and s.algo.filter_rollout is None
 
 
 def token_kl(s: Session, r: dict) -> Tensor | None:
     """Per-token KL estimate to the reference on response tokens, (N, T); None when unused or not yet known."""
-    if r["ref_lp"] is None or s.cfg.kl_coef <= 0 or r["old_lp"] is None:
+    if r["ref_lp"] is None or s.kl_coef <= 0 or r["old_lp"] is None:
         return None
     return kl_estimate(r["old_lp"], r["ref_lp"], s.cfg.kl_estimator) * r["batch"].response_mask
 
@@ -125,9 +151,9 @@ def minibatch_loss(s: Session, r: dict, mb: Rollout, idx: Tensor, advantages, re
                                          old_values=rows(r["old_values"]), returns=rows(returns)))
     stats = dict(stats)
     reduction = {"mode": cfg.loss_norm, "max_len": cfg.max_new_tokens}
-    if r["ref_lp"] is not None and cfg.kl_coef > 0 and cfg.kl_placement == "loss":
+    if r["ref_lp"] is not None and s.kl_coef > 0 and cfg.kl_placement == "loss":
         kl_loss = reduce_loss(kl_estimate(logprobs, r["ref_lp"][idx], cfg.kl_estimator), mask, **reduction)
-        loss = loss + cfg.kl_coef * kl_loss
+        loss = loss + s.kl_coef * kl_loss
         stats["loss/kl"] = kl_loss.item()
     if cfg.entropy_coef > 0:
         ent = reduce_loss(entropy, mask, **reduction)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -46,6 +46,8 @@ class Session:
     device: torch.device
     baseline: float | None = None  # EMA baseline state
     step: int = 0
+    kl_coef: float = 0.0          # KL coefficient in force (cfg.kl_coef; adapted each step when cfg.kl_target > 0)
+    draw: Callable[[int, int], list] | None = None  # (round, n) -> n more examples of this step (DAPO's refills)
 
 
 @dataclass

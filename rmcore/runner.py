@@ -97,8 +97,11 @@ class Runner:
         return kind
 
     def _record_and_enqueue(self, config: TrainConfig | RewardModelConfig, kind: str, name: str) -> str:
-        """The store keeps the config as given ("auto") and the device it was placed on; the
-        trainer gets that device, so "auto" on several GPUs trains where it was queued."""
+        """The store keeps the device as given ("auto") beside the one it was placed on, and the
+        trainer gets that device, so "auto" on several GPUs trains where it was queued; the rest
+        of the config is stored as the run trains it (TrainConfig.resolved: the algorithm's own
+        reduction and KL placement in place of "auto")."""
+        config = config.resolved()
         with self._lock:  # place, record and queue as one step (DeviceQueues)
             device = self._queues.place(config.device)
             run_id = self.store.create_run(kind=kind, config=config.to_dict(), name=name or config.name,

@@ -23,6 +23,7 @@ class AdvantageInputs:
     old_values: Tensor | None    # (N, T) the value head at rollout time (value-head algorithms)
     prompts: list[str]           # one per prompt (not repeated G times)
     refs: list[str]
+    kl_coef: float = 0.0         # the KL coefficient in force this step (adaptive when kl_target > 0)
 
     @property
     def cfg(self) -> Any:
@@ -52,5 +53,7 @@ class PairInputs:
     cfg: Any
     chosen_logps: Tensor           # (B,) log π(y_c | x), with gradient
     rejected_logps: Tensor         # (B,)
-    ref_chosen_logps: Tensor       # (B,) under the frozen reference
-    ref_rejected_logps: Tensor     # (B,)
+    ref_chosen_logps: Tensor | None    # (B,) under the frozen reference; None for a reference-free algorithm
+    ref_rejected_logps: Tensor | None  # (B,)
+    chosen_lengths: Tensor | None = None    # (B,) response tokens of y_c (EOS included)
+    rejected_lengths: Tensor | None = None  # (B,)

@@ -41,7 +41,7 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
     resume_from: a checkpoint folder of this run; training continues at the step after it
     and ends at config.steps, drawing the same batches and samples as an unbroken run.
     """
-    cfg = config.validate()  # fields, reward weights, and what the loss needs
+    cfg = config.validate().resolved()  # fields, reward weights, what the loss needs; "auto" made concrete
     algo = get_algorithm(cfg.loss)
     on_step, should_stop = on_step or (lambda r: None), should_stop or (lambda: False)
 
@@ -55,6 +55,7 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
                                        runs_dir=runs_dir, on_progress=on_progress)
     encode_prompts(tokenizer, ["x"], max_new_tokens=cfg.max_new_tokens, model=policy)  # context check, early
     session = make_session(cfg, algo, policy, tokenizer, device, precision=precision)
+    session.draw = lambda round_, n: draw_batch(pool, cfg.seed, session.step, n, round_)
     eval_set = task.eval[: cfg.eval_prompts] or task.train[: cfg.eval_prompts]
 
     # --- step 0 (the start of every eval curve), or the step a resumed run stopped at
@@ -74,11 +75,9 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
             break
         session.step = step
         t0 = time.perf_counter()
-        # Data order and sampling are seeded by (seed, step), so a resumed run continues exactly.
-        picked = random.Random(f"{cfg.seed}-{step}").sample(range(len(pool)), cfg.batch_size)
         session.generator.manual_seed(cfg.seed * 1_000_003 + step)
         with autocast(precision, device):  # forward passes; the update leaves autocast (backward_and_step)
-            result = algo.step(session, [pool[i] for i in picked])
+            result = algo.step(session, draw_batch(pool, cfg.seed, step, cfg.batch_size))
         add_throughput(result, time.perf_counter() - t0)
 
         gens = result.generations
@@ -96,6 +95,13 @@ def train(config: TrainConfig, on_step: OnStep | None = None, should_stop: Shoul
         on_step(StepReport(step=step, total_steps=cfg.steps, metrics=metrics,
                            sample_rewards=result.sample_rewards, generations=gens, checkpoint=checkpoint))
     return metrics
+
+
+def draw_batch(pool: list, seed: int, step: int, n: int, round_: int = 0) -> list:
+    """The n examples of a step: seeded by (seed, step), so a resumed run draws what the
+    unbroken one did; round_ > 0 is a refill of the same step (DAPO's dynamic sampling)."""
+    salt = f"{seed}-{step}" if round_ == 0 else f"{seed}-{step}-refill-{round_}"
+    return [pool[i] for i in random.Random(salt).sample(range(len(pool)), n)]
 
 
 def checkpoint_now(session: Session, run_dir: str | Path) -> str:
@@ -148,12 +154,13 @@ def preflight(config: TrainConfig) -> None:
 
 
 def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, precision: str = "fp32") -> Session:
-    """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward.
+    """Reference copy only when something reads it: KL, fluency, or DPO's implicit reward; never
+    for a reference-free algorithm (SimPO), whose resolved config has β and KL at 0.
 
     At bf16 the frozen models (reference, δ's reward model) are stored in bf16, half the
     memory; the policy and value head keep fp32 weights so AdamW's small updates land.
     """
-    needs_ref = cfg.kl_coef > 0 or cfg.beta != 0 or algo.needs_reference
+    needs_ref = not algo.reference_free and (cfg.kl_coef > 0 or cfg.beta != 0 or algo.needs_reference)
     if cfg.lora_r:  # base frozen, adapters train; the reference is this model with them off
         policy = add_adapter(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
     ref = None
@@ -175,7 +182,7 @@ def make_session(cfg: TrainConfig, algo, policy, tokenizer, device, precision: s
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     policy.eval()
     return Session(cfg=cfg, algo=algo, policy=policy, tokenizer=tokenizer, ref=ref, value_head=value_head,
-                   optimizer=optimizer, reward=reward, generator=generator, device=device)
+                   optimizer=optimizer, reward=reward, generator=generator, device=device, kl_coef=cfg.kl_coef)
 
 
 def load_reward_model_scorer(cfg: TrainConfig, device, dtype=torch.float32):

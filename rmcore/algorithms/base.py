@@ -1,7 +1,8 @@
 """What a policy algorithm is to the engine: one `Algorithm` record per module of this package.
 
 The record carries behaviour, not flags to dispatch on: ``step`` runs one optimizer step of
-the algorithm's kind (rmcore.online_step or rmcore.offline_step), ``advantages`` turns a
+the algorithm's kind (rmcore.online_step or rmcore.offline_step), ``filter_rollout`` (optional)
+drops or adds samples before the advantages (DAPO's dynamic sampling), ``advantages`` turns a
 scored rollout into its learning signal, ``loss`` is its per-minibatch objective, and
 ``diagnostics`` names the metrics of its own that the Train page charts. Nothing outside an
 algorithm's module looks at its name.
@@ -30,10 +31,19 @@ class Algorithm:
     needs_reference: bool = False  # its loss reads the frozen reference (DPO's implicit reward)
     value_head: bool = False    # trains a scalar value head on the policy's last hidden state
     multi_epoch: bool = False   # reuses each rollout for ppo_epochs × minibatches updates (ratio to π_old)
-    min_samples: int = 1        # smallest samples_per_prompt (G) it is defined for
+    min_samples: int = 1        # smallest samples_per_prompt (G) it is defined for; ≥ 2 makes it a group algorithm
+    loss_norm: str | None = None   # the reduction its paper fixes, used when the config says "auto" (None: token_mean)
+    kl_placement: str | None = None  # where its paper puts the KL, used when the config says "auto" (None: loss)
+    reference_free: bool = False   # never loads a reference model (so no fluency term and no KL in its runs)
+    filter_rollout: Callable | None = None  # (Session, scored rollout, examples) -> (rollout, metrics), before advantages
     options: tuple[str, ...] = ()      # the TrainConfig fields of its own that it reads
     diagnostics: tuple[str, ...] = ()  # metric keys of its own (rmcore.metrics), charted on Train
     order: int = 100            # position in menus
+
+    @property
+    def is_group(self) -> bool:
+        """Its advantages compare the G samples of one prompt (GRPO, RLOO, …)."""
+        return self.min_samples >= 2
 
     @property
     def kind(self) -> str:

@@ -1,8 +1,8 @@
 """PPO for language models (Schulman et al. 2017, arXiv:1707.06347; InstructGPT's recipe).
 
 Advantages, per token, by GAE (Schulman et al. 2016, arXiv:1506.02438):
-    r_t = R on the last response token, 0 elsewhere; − kl_coef · KL_t on every token when
-          kl_placement is "reward" (InstructGPT)
+    r_t = R on the last response token, 0 elsewhere; − β · KL_t on every token when
+          kl_placement is "reward" (InstructGPT; β = kl_coef, or the adaptive controller's)
     δ_t = r_t + γ V(s_{t+1}) − V(s_t),   A_t = δ_t + γλ A_{t+1},   returns R_t = A_t + V(s_t)
     A   is then whitened over the batch's response tokens (TRL's masked_whiten)
 
@@ -26,7 +26,7 @@ def advantages(x: AdvantageInputs):
     cfg = x.cfg
     token_rewards = adv.terminal_rewards(x.raw_rewards, x.mask)
     if x.token_kl is not None and cfg.kl_placement == "reward":
-        token_rewards = token_rewards - cfg.kl_coef * x.token_kl
+        token_rewards = token_rewards - x.kl_coef * x.token_kl
     a, returns = adv.gae(token_rewards, x.old_values, x.mask, cfg.gae_gamma, cfg.gae_lambda)
     return adv.whiten(a, x.mask), returns
 

@@ -9,16 +9,11 @@ share one implementation of each.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from rmcore.errors import ConfigError
 from rmcore.losses.common import masked_mean, reduce_loss
-from rmcore.metrics import (APPROX_KL, CLIPFRAC, IMPLICIT_ACCURACY, IMPLICIT_CHOSEN, IMPLICIT_MARGIN,
-                            IMPLICIT_REJECTED, RATIO_MEAN, VALUE_CLIPFRAC)
-
-DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
-
+from rmcore.metrics import APPROX_KL, CLIPFRAC, CLIPFRAC_HIGH, CLIPFRAC_LOW, RATIO_MEAN, VALUE_CLIPFRAC
 
 def _per_token(x: Tensor, like: Tensor) -> Tensor:
     """Broadcast a per-sequence (B,) tensor over tokens to (B, T); pass (B, T) through."""
@@ -80,28 +75,36 @@ def policy_gradient_loss(logprobs: Tensor, advantages: Tensor, mask: Tensor, *,
 
 
 def clipped_surrogate_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor,
-                           mask: Tensor, *, clip_eps: float = 0.2, loss_norm: str = "token_mean",
+                           mask: Tensor, *, clip_eps: float = 0.2, clip_eps_high: float | None = None,
+                           loss_norm: str = "token_mean",
                            max_len: int | None = None) -> tuple[Tensor, dict[str, float]]:
-    """PPO clipped surrogate: L = reduce(−min(ρ_t A_t, clip(ρ_t, 1 − ε, 1 + ε) A_t)).
+    """PPO clipped surrogate: L = reduce(−min(ρ_t A_t, clip(ρ_t, 1 − ε_low, 1 + ε_high) A_t)).
 
-    ρ_t = exp(log π − log π_old). Schulman et al. 2017, arXiv:1707.06347 eq. 7.
+    ρ_t = exp(log π − log π_old). Schulman et al. 2017, arXiv:1707.06347 eq. 7, where
+    ε_low = ε_high = clip_eps. clip_eps_high (None = clip_eps) raises the upper bound alone:
+    DAPO's clip-higher (Yu et al. 2025, arXiv:2503.14476 eq. 10), which lets a token whose
+    probability is low grow further before its gradient stops.
     logprobs, old_logprobs, mask: (B, T); advantages: (B,) or (B, T), held constant.
     stats: loss/policy; policy/clipfrac, the fraction of valid tokens where the clipped
     term is strictly the smaller one (there the token gives no gradient; note CleanRL
-    counts |ρ − 1| > ε instead); policy/approx_kl, the mean over valid tokens of
-    (ρ − 1) − log ρ, the k3 estimate of KL(π_old ‖ π) (as CleanRL); policy/ratio_mean.
+    counts |ρ − 1| > ε instead), split into policy/clipfrac_low (ρ < 1 − ε_low, A < 0) and
+    policy/clipfrac_high (ρ > 1 + ε_high, A > 0); policy/approx_kl, the mean over valid tokens
+    of (ρ − 1) − log ρ, the k3 estimate of KL(π_old ‖ π) (as CleanRL); policy/ratio_mean.
     """
+    eps_high = clip_eps if clip_eps_high is None else clip_eps_high
     advantages = _per_token(advantages.detach(), logprobs)             # (B, T)
     log_ratio = logprobs - old_logprobs.detach()                       # (B, T)
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
-    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + eps_high) * advantages
     loss = reduce_loss(-torch.min(unclipped, clipped), mask, loss_norm, max_len)
     with torch.no_grad():
-        clip_active = (clipped < unclipped).to(logprobs.dtype)
+        clip_active = clipped < unclipped                              # (B, T) bool
         approx_kl = (ratio - 1) - log_ratio
         stats = {"loss/policy": loss.item(),
-                 CLIPFRAC: masked_mean(clip_active, mask).item(),
+                 CLIPFRAC: masked_mean(clip_active.to(logprobs.dtype), mask).item(),
+                 CLIPFRAC_LOW: masked_mean((clip_active & (advantages < 0)).to(logprobs.dtype), mask).item(),
+                 CLIPFRAC_HIGH: masked_mean((clip_active & (advantages > 0)).to(logprobs.dtype), mask).item(),
                  APPROX_KL: masked_mean(approx_kl, mask).item(),
                  RATIO_MEAN: masked_mean(ratio, mask).item()}
     return loss, stats
@@ -191,41 +194,3 @@ def actor_critic_loss(logprobs: Tensor, values: Tensor, returns: Tensor, mask: T
                                     loss_norm=loss_norm, max_len=max_len)
     loss = policy + vf_coef * value
     return loss, {**policy_stats, **value_stats, "loss/actor_critic": loss.item()}
-
-
-def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
-             ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, *, beta: float = 0.1,
-             variant: str = "sigmoid") -> tuple[Tensor, dict[str, float]]:
-    """Direct preference optimisation and two relatives, on summed response log-probs.
-
-        h = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r)),  logits = β·h
-        sigmoid: −log σ(β h)            Rafailov et al. 2023, arXiv:2305.18290 eq. 7
-        ipo:     (h − 1/(2β))²          Azar et al. 2023, arXiv:2310.12036 eq. 17
-        hinge:   max(0, 1 − β h)        SLiC-HF, Zhao et al. 2023, arXiv:2305.10425
-
-    All inputs: (B,) log-probs summed over each response's tokens. Mean over B.
-    stats: loss/dpo; policy/implicit_reward_chosen and _rejected (mean implicit rewards
-    β·(log π − log π_ref)), policy/implicit_reward_margin (their mean difference),
-    policy/implicit_reward_accuracy (fraction of pairs whose chosen implicit reward is higher).
-    """
-    if beta <= 0:
-        raise ConfigError(f"DPO beta must be positive, got {beta}.")
-    if variant not in DPO_VARIANTS:
-        raise ConfigError(f"Unknown DPO variant '{variant}'; valid: {', '.join(DPO_VARIANTS)}.")
-    chosen_logratio = policy_chosen_logps - ref_chosen_logps.detach()        # (B,)
-    rejected_logratio = policy_rejected_logps - ref_rejected_logps.detach()  # (B,)
-    h = chosen_logratio - rejected_logratio                                  # (B,)
-    if variant == "sigmoid":
-        losses = -F.logsigmoid(beta * h)
-    elif variant == "ipo":
-        losses = (h - 1 / (2 * beta)) ** 2
-    else:
-        losses = torch.relu(1 - beta * h)
-    loss = losses.mean()
-    chosen_rewards = beta * chosen_logratio.detach()
-    rejected_rewards = beta * rejected_logratio.detach()
-    return loss, {"loss/dpo": loss.item(),
-                  IMPLICIT_CHOSEN: chosen_rewards.mean().item(),
-                  IMPLICIT_REJECTED: rejected_rewards.mean().item(),
-                  IMPLICIT_MARGIN: (chosen_rewards - rejected_rewards).mean().item(),
-                  IMPLICIT_ACCURACY: (chosen_rewards > rejected_rewards).float().mean().item()}
