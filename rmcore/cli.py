@@ -88,8 +88,21 @@ def cmd_train(args: argparse.Namespace, cls: type, caught: dict) -> int:
     run_id = runner.submit(config, name=config.name)
     if remote_code_warning(config):
         say(f"warning: {remote_code_warning(config)}")
+    if isinstance(config, TrainConfig) and resolution_note(config):
+        say(f"note: {resolution_note(config)}")
     say(f"run {run_id}  ({config.loss} on {config.backbone}, {config.steps} steps) → {runner.store.runs_dir}")
     return follow_to_end(runner, run_id, config.steps, quiet=args.quiet, caught=caught)
+
+
+def resolution_note(config: TrainConfig) -> str | None:
+    """One sentence when the run trains with other values than those given (TrainConfig.resolved):
+    a reference-free algorithm turns off the terms only a reference model measures."""
+    resolved = config.resolved()
+    off = [name for name in ("beta", "kl_coef", "kl_target") if getattr(config, name) != getattr(resolved, name)]
+    if not off:
+        return None
+    return (f"{config.loss} loads no reference model, so this run trains with {', '.join(off)} = 0 "
+            "(the fluency term and the KL need one); the saved config says so.")
 
 
 def cmd_resume(args: argparse.Namespace, caught: dict) -> int:

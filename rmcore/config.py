@@ -11,11 +11,11 @@ Those checks live in rmcore.config_checks; the choice fields' options and the de
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from rmcore.config_checks import Bound, OrDefault, _check_fields, _choice
+from rmcore.config_checks import (DEVICES, Bound, OrDefault, _check_device, _check_fields,  # noqa: F401  (DEVICES)
+                                  _choice, _from_dict)
 from rmcore.errors import ConfigError
 
 AUTO = "auto"              # loss_norm, kl_placement: the algorithm's own (TrainConfig.resolved)
@@ -25,7 +25,6 @@ KL_PLACEMENTS = (AUTO, "reward", "loss")
 REWARD_AGGREGATIONS = ("sum", "normalize_per_term")  # = rmcore.rewards.aggregate.REWARD_AGGREGATIONS
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 BASELINES = ("ema", "greedy")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")  # rmcore.precision
 RM_FAMILIES = ("auto", "scalar", "embedding")  # rmcore.rm_family: SCALAR, EMBEDDING
 MARGIN_DEFAULT = -1.0       # RewardModelConfig.margin not given: the loss's own (rmcore.rm_family)
@@ -300,17 +299,3 @@ class RewardModelConfig:
 def field_help(cls: type, name: str) -> str:
     """The help text of one config field (CLI --help and app tooltips)."""
     return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
-
-
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"Unknown config field(s): {', '.join(unknown)}.")
-    return cls(**data)
-
-
-def _check_device(device: str) -> None:
-    """DEVICES, or one GPU of several as cuda:N (rmcore.placement checks that GPU N is visible)."""
-    if device not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", device):
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N (one GPU); got {device!r}.")

@@ -7,12 +7,14 @@ naming the field. This module must not import rmcore.config (config imports it).
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, fields
 from typing import Any
 
 from rmcore.errors import ConfigError
 
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N
 PATH_FIELDS = ("backbone", "task", "reward_model")
 REQUIRED_TEXT = {"backbone": "'tiny-gpt2', a hub model id or a local model folder",
                  "task": "'synth-news', a hub dataset or a local data file"}
@@ -107,3 +109,17 @@ def _shown(value: Any) -> str:
 def _choice(cfg: Any, name: str, options: tuple[str, ...]) -> None:
     if getattr(cfg, name) not in options:
         raise ConfigError(f"{name} must be one of {', '.join(options)}; got {getattr(cfg, name)!r}.")
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"Unknown config field(s): {', '.join(unknown)}.")
+    return cls(**data)
+
+
+def _check_device(device: str) -> None:
+    """DEVICES, or one GPU of several as cuda:N (rmcore.placement checks that GPU N is visible)."""
+    if device not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", device):
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N (one GPU); got {device!r}.")

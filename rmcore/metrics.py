@@ -24,6 +24,7 @@ REWARD_TOTAL_STD = "reward/total_std"
 REWARD_WITH_KL = "reward/with_kl_penalty"   # the sequence reward minus β·KL, when KL is placed in the reward
 POLICY_KL = "policy/kl"
 KL_COEF = "policy/kl_coef"            # the KL coefficient in force, when the adaptive controller moves it
+SIGNAL_SHARE = "policy/signal_share/"  # + term: its share of the within-group reward spread (group algorithms)
 ZERO_STD_FRAC = "policy/zero_std_frac"  # share of groups whose rewards all tie (no signal for a group algorithm)
 POLICY_ENTROPY = "policy/entropy"
 RESPONSE_LENGTH = "policy/response_length"

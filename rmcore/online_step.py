@@ -17,10 +17,10 @@ from torch import Tensor
 
 from rmcore.kl import adaptive_kl_coef, kl_estimate
 from rmcore.losses import reduce_loss
-from rmcore.metrics import KL_COEF, POLICY_KL, REWARD_WITH_KL, ZERO_STD_FRAC
+from rmcore.metrics import KL_COEF, POLICY_KL, REWARD_WITH_KL, SIGNAL_SHARE, ZERO_STD_FRAC
 from rmcore.policy_step import (Session, StepResult, backward_and_step, finish, reference_logprobs,
                                 rollout_and_score, rollout_metrics, score)
-from rmcore.rewards.aggregate import aggregate_rewards
+from rmcore.rewards.aggregate import aggregate_rewards, signal_shares
 from rmcore.rollout import Rollout, encode_prompts, response_logprobs, sample
 from rmcore.scored_rollouts import tied_groups
 from rmcore.step_inputs import AdvantageInputs, LossInputs
@@ -68,6 +68,9 @@ def learn_from(s: Session, r: dict) -> dict[str, float]:
         session=s, rewards=R_seq, raw_rewards=R, token_kl=kl_tok, mask=r["batch"].response_mask,
         old_values=r["old_values"], prompts=prompts, refs=refs, kl_coef=s.kl_coef))
     stats = update(s, r, advantages, returns)
+    if s.algo.is_group:
+        mode = cfg.reward_aggregation
+        stats.update({f"{SIGNAL_SHARE}{k}": v for k, v in signal_shares(r["rewards"], G, mode).items()})
     if kl_in_reward:  # the composite reward minus the penalty, whatever the aggregation
         total = torch.tensor(r["rewards"].total, dtype=torch.float32, device=s.device)
         stats[REWARD_WITH_KL] = (total - s.kl_coef * kl_tok.sum(-1)).mean().item()

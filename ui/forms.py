@@ -18,35 +18,16 @@ from typing import Any
 
 import streamlit as st
 
-from rmcore.config import (BASELINES, DEVICES, KL_ESTIMATORS, KL_PLACEMENTS, LOSS_NORMS, PRECISIONS,
-                           ROUGE_TYPES, TrainConfig, field_help)
+from rmcore.config import TrainConfig, field_help
 from rmcore.errors import ConfigError
 from rmcore.placement import device_choices
 from rmcore.safety import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS
+from ui.form_fields import CHOICES, FLOAT_FORMATS, FLOAT_STEPS, LABELS
 
 PREFIX = "cfg."
 OTHER = "Other (hub id or local folder)…"
 TASK_SOURCES = ("Built-in", "Hub dataset", "Upload a file")
 WEIGHTS = ("alpha", "beta", "gamma", "delta")  # text boxes, parsed on Launch (parse_number)
-CHOICES: dict[str, tuple[str, ...]] = {
-    "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "loss_norm": LOSS_NORMS,
-    "rouge_type": ROUGE_TYPES, "baseline": BASELINES, "device": DEVICES, "precision": PRECISIONS}
-LABELS = {
-    "alpha": "α · ROUGE", "beta": "β · fluency", "gamma": "γ · diversity", "delta": "δ · reward model",
-    "kl_coef": "KL coefficient", "kl_estimator": "KL estimator", "kl_placement": "KL placement",
-    "entropy_coef": "Entropy bonus", "lr": "Learning rate", "steps": "Steps", "batch_size": "Prompts per step",
-    "samples_per_prompt": "Samples per prompt (G)", "max_new_tokens": "Max new tokens",
-    "temperature": "Temperature", "seed": "Seed", "name": "Run name (optional)",
-    "bleu_weight": "BLEU weight", "rouge_type": "ROUGE type", "distinct_n": "Distinct-n (n)",
-    "loss_norm": "Loss normalisation", "clip_eps": "Clip ε", "value_clip": "Value clip", "vf_coef": "Value-loss coef",
-    "gae_gamma": "GAE γ", "gae_lambda": "GAE λ", "ppo_epochs": "PPO epochs", "dpo_beta": "DPO β",
-    "top_p": "Top-p", "max_grad_norm": "Max grad norm", "eval_every": "Eval every (steps)",
-    "checkpoint_every": "Checkpoint every (steps)", "trust_remote_code": "Trust remote code",
-    "precision": "Precision"}
-# Steps of the +/- buttons; the rest move by 0.05.
-FLOAT_STEPS = {"lr": 1e-5, "kl_coef": 0.01, "entropy_coef": 0.001, "dpo_beta": 0.05, "top_p": 0.05,
-               "baseline_decay": 0.01, "gae_lambda": 0.01, "gae_gamma": 0.01}
-FLOAT_FORMATS = {"lr": "%.2e", "entropy_coef": "%.4f", "kl_coef": "%.3f"}
 DEFAULTS = TrainConfig().to_dict()
 
 
@@ -172,7 +153,8 @@ def task_input() -> dict[str, Any]:
 
 
 MAIN_FIELDS = ("backbone", "task", "dataset_split", "prompt_column", "reference_column", "loss", "alpha",
-               "beta", "gamma", "delta", "reward_model", "kl_coef", "kl_estimator", "kl_placement",
+               "beta", "gamma", "delta", "reward_model", "reward_aggregation", "kl_coef", "kl_estimator",
+               "kl_placement", "kl_target",
                "entropy_coef", "lr", "steps", "batch_size", "samples_per_prompt", "max_new_tokens",
                "temperature", "seed", "name")
 
@@ -265,10 +247,12 @@ def train_form() -> dict[str, Any]:
                 values[name] = weight_input(name)
         if not _is_zero(values["delta"]):  # δ on: the reward model it weighs
             values["reward_model"] = reward_model_input()
+        values["reward_aggregation"] = field_input("reward_aggregation")  # how group algorithms combine the terms
         left, right = st.columns(2)
         with left:
             values["kl_coef"] = field_input("kl_coef")
             values["kl_placement"] = field_input("kl_placement")
+            values["kl_target"] = field_input("kl_target")
         with right:
             values["kl_estimator"] = field_input("kl_estimator")
             values["entropy_coef"] = field_input("entropy_coef")

@@ -22,7 +22,8 @@ import streamlit as st
 
 from rmcore import tables, viz
 from rmcore.algorithms import POLICY_LOSSES
-from rmcore.metrics import EVAL_RESPONSE_LENGTH, POLICY_ENTROPY, POLICY_KL, RATIO_MEAN, REWARD_TOTAL_STD
+from rmcore.metrics import (EVAL_RESPONSE_LENGTH, KL_COEF, POLICY_ENTROPY, POLICY_KL, RATIO_MEAN, REWARD_TOTAL_STD,
+                            SIGNAL_SHARE)
 from rmcore.store import ACTIVE_STATUSES, TERMINAL_STATUSES
 from ui.plots import plotly_chart
 from ui.runtime import duration_text, runner, store
@@ -33,11 +34,13 @@ CHARTS_POLL_S = 3.0  # curves, reward distributions, generations
 CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
     ("Loss", ("loss/",)),
     ("Reward: total and each term", ("reward/",)),
-    ("Policy: KL and entropy", (POLICY_KL, POLICY_ENTROPY)),
+    ("Policy: KL and entropy", (POLICY_KL, POLICY_ENTROPY, KL_COEF)),
     ("Eval (greedy, fixed prompts)", ("eval/",)),
+    ("Learning signal: each term's share of the reward spread within groups", (SIGNAL_SHARE,)),
 )
 HIDDEN_KEYS = (REWARD_TOTAL_STD,)
-RIGHT_AXIS = (POLICY_ENTROPY, EVAL_RESPONSE_LENGTH, RATIO_MEAN)  # other units and scales than their neighbours
+RIGHT_AXIS = (POLICY_ENTROPY, EVAL_RESPONSE_LENGTH, RATIO_MEAN, KL_COEF)  # other units and scales than their neighbours
+PER_TERM_TITLE = "Reward: total and each term (the advantages saw each term z-scored within its group)"
 HEADER_KEYS = ("perf/step_time", "perf/samples_per_s",  # one row per training step: pace and throughput
                "perf/gpu_mem_gb", "perf/gpu_util")        # on a GPU (rmcore.placement.gpu_metrics)
 
@@ -45,10 +48,14 @@ HEADER_KEYS = ("perf/step_time", "perf/samples_per_s",  # one row per training s
 def run_charts(config: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """CHARTS, then the run's algorithm's own diagnostics (Algorithm.diagnostics) on a chart of
     their own, the ones under loss/ aside (the Loss chart has them): a new algorithm's numbers
-    appear here without an edit to this page."""
+    appear here without an edit to this page. A group run whose terms were z-scored per term
+    says so on its reward chart, whose curves are the raw terms."""
     algo = POLICY_LOSSES.get(str(config.get("loss", "")))
+    charts = CHARTS
+    if config.get("reward_aggregation") == "normalize_per_term" and algo is not None and algo.is_group:
+        charts = tuple((PER_TERM_TITLE, keys) if keys == ("reward/",) else (title, keys) for title, keys in charts)
     own = tuple(k for k in algo.diagnostics if not k.startswith("loss/")) if algo else ()
-    return CHARTS + ((f"{algo.label}: its own diagnostics", own),) if own else CHARTS
+    return charts + ((f"{algo.label}: its own diagnostics", own),) if own else charts
 
 
 def live_panel(run_id: str, smoothing: float = 0.0) -> None:

@@ -53,3 +53,19 @@ def aggregate_rewards(breakdown, group_size: int, mode: str = "sum") -> Tensor:
         values = torch.tensor(breakdown.terms[name], dtype=torch.float64)
         total = total + weight * group_zscores(values, group_size)
     return total.float()
+
+
+def signal_shares(breakdown, group_size: int, mode: str = "sum") -> dict[str, float]:
+    """Each term's share of the within-group spread of R, the part of the reward a group
+    algorithm learns from: s_k = mean over groups of std_g(w_k · x_k), x_k the term ("sum") or
+    its z-score ("normalize_per_term"), and share_k = s_k / Σ_j s_j. Under "sum" a wide-ranging
+    term takes most of it whatever its weight; under "normalize_per_term" the shares follow the
+    weights of the terms that vary. {} when nothing varies.
+    """
+    spreads = {}
+    for name, weight in breakdown.weights.items():
+        values = torch.tensor(breakdown.terms[name], dtype=torch.float64)
+        x = group_zscores(values, group_size) if mode == "normalize_per_term" else values
+        spreads[name] = (weight * x).view(-1, group_size).std(1, unbiased=False).mean().item()
+    total = sum(spreads.values())
+    return {name: s / total for name, s in spreads.items()} if total > 0 else {}
