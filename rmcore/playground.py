@@ -29,7 +29,7 @@ from rmcore.kl import KL_ESTIMATORS, kl_estimate
 from rmcore.losses import (REWARD_MODEL_LOSSES, Knob, RewardModelLoss, clipped_surrogate_loss, dpo_loss,
                            get_reward_model_loss, policy_gradient_loss)
 from rmcore.losses.registry import DISTANCES
-from rmcore.playground_bandit import (  # noqa: F401  (section 5, re-exported for the page)
+from rmcore.playground_bandit import (  # noqa: F401  (section 7, re-exported for the page)
     PG_ESTIMATORS, bandit_advantages, estimator_stats, exact_gradient, expected_reward, gradient_estimates,
     learning_curves, pull, score_function_gradient, softmax_score_gradient)
 from rmcore.threads import one_thread
@@ -117,7 +117,7 @@ def rm_loss_curve(name: str, span: float, **loss_kwargs: float) -> tuple[np.ndar
     return (x, *curve(rm_loss_of_delta(name, **loss_kwargs), x))
 
 
-# --------------------------------------------------------------------------- 2. PPO, 3. DPO
+# --------------------------------------------------------------------------- 2. PPO; DPO against m
 def ppo_objective_of_ratio(advantage: float, clip_eps: float) -> Callable[[Tensor], Tensor]:
     """L^CLIP(ρ) = −clipped_surrogate_loss for one token with ratio ρ and advantage A.
 
@@ -144,7 +144,7 @@ def dpo_loss_of_margin(beta: float, variant: str) -> Callable[[Tensor], Tensor]:
     return loss_of
 
 
-# --------------------------------------------------------------------------- 4. KL estimators
+# --------------------------------------------------------------------------- 6. KL estimators
 @dataclass(frozen=True)
 class KLSamples:
     """Per-sample k1, k2, k3 (each (N,)) for x ~ p, the exact KL(p‖q), and each E_p[k]."""
@@ -223,7 +223,7 @@ def kl_summary(result: KLSamples) -> list[dict[str, float | str]]:
     return rows
 
 
-# --------------------------------------------------------------------------- 6. composite reward
+# --------------------------------------------------------------------------- 8. composite reward
 FLUENT_BUT_EMPTY = "More details are expected at a briefing next week."
 
 

@@ -1,4 +1,4 @@
-"""The Loss Playground's bandit (section 5): exact and estimated policy gradients on K arms.
+"""The Loss Playground's bandit (section 7): exact and estimated policy gradients on K arms.
 
 Estimates go through rmcore.advantages and policy_gradient_loss under autograd; the exact
 gradient and the softmax score e_a − π (used by the 200-step learning loop for speed) are the

@@ -89,3 +89,15 @@ def builtin_model_cache() -> Path:
 
     ensure_builtin(MODEL_CACHE)
     return MODEL_CACHE
+
+
+@pytest.fixture(scope="session")
+def warm150_path(tmp_path_factory) -> str:
+    """The built-in recipe warm-started for 150 steps instead of 500 (about 1.5 min to build):
+    eval ROUGE-L 0.52 on the 16 eval prompts, where the shipped model's 0.96 leaves RL no room,
+    so learning tests can see a rise (README: The built-in model)."""
+    from rmcore.warmstart import build_tiny_gpt2
+
+    folder = tmp_path_factory.mktemp("warm150")
+    build_tiny_gpt2(folder, steps=150, train_items=4000)
+    return str(folder)

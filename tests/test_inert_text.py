@@ -54,7 +54,7 @@ APP_FUNCTIONS = {
     "duration_text",  # "3m 05s", from a number
 }
 # Plotly trace dicts of the Loss playground: their names are the engine's registry keys
-# (REWARD_MODEL_LOSSES, DPO_STYLE, the KL estimators k1-k3, the advantage estimators).
+# (REWARD_MODEL_LOSSES, POLICY_LOSSES labels, the KL estimators k1-k3, the advantage estimators).
 PLOTLY_CONSTANTS = {"name", "label", "term"}
 PLOTLY_TEXT = ("name", "title", "text", "hovertext", "xaxis_title", "yaxis_title")
 NUMERIC_SPEC = re.compile(r"[<>=^]?[+\- ]?#?0?\d*[,_]?(\.\d+)?[bdeEfFgGnoxX%]")

@@ -16,6 +16,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from rmcore import playground as pg
+from rmcore.config import TrainConfig
 from rmcore.errors import ConfigError
 from rmcore.losses import REWARD_MODEL_LOSSES, clipped_surrogate_loss, dpo_loss
 from rmcore.rewards import Diversity, Rouge
@@ -248,9 +249,12 @@ def timings(at: AppTest) -> dict[str, tuple[float, float]]:
     return {name: (wall[name], cpu[name]) for name in wall}
 
 
-MOVES = ({"rm_gamma": 3.5, "ppo_eps": 0.3, "dpo_beta": 0.25, "kl_muq": 1.7, "bd_lr": 0.8, "rw_a": 0.5},
-         {"rm_gamma": 1.0, "ppo_eps": 0.1, "dpo_beta": 1.5, "kl_muq": -0.5, "bd_lr": 0.3, "rw_a": 1.5},
-         {"rm_gamma": 4.5, "ppo_eps": 0.45, "dpo_beta": 0.1, "kl_muq": 2.5, "bd_lr": 1.2, "rw_a": 0.1})
+MOVES = ({"rm_gamma": 3.5, "ppo_eps": 0.3, "lb_lmax": 128, "rc_t": 12, "dpo_beta": 0.25, "kl_muq": 1.7, "bd_lr": 0.8,
+          "rw_a": 0.5},
+         {"rm_gamma": 1.0, "ppo_eps": 0.1, "lb_lmax": 256, "rc_t": 3, "dpo_beta": 1.5, "kl_muq": -0.5, "bd_lr": 0.3,
+          "rw_a": 1.5},
+         {"rm_gamma": 4.5, "ppo_eps": 0.45, "lb_lmax": 96, "rc_t": 20, "dpo_beta": 0.75, "kl_muq": 2.5, "bd_lr": 1.2,
+          "rw_a": 0.1})
 
 
 def test_page_renders_every_section_within_budget(tmp_path) -> None:
@@ -260,7 +264,7 @@ def test_page_renders_every_section_within_budget(tmp_path) -> None:
     at = page()
     assert not at.exception and not at.error
     assert "Device" in at.sidebar.caption[0].value  # drawn inside the entry point (require_entrypoint)
-    assert len(at.header) == 6 and len(at.get("plotly_chart")) == 7 and len(at.dataframe) >= 3
+    assert len(at.header) == 8 and len(at.get("plotly_chart")) == 9 and len(at.dataframe) >= 3
     # No built-in model in this cache: fluency is offered, never built by rendering.
     assert any(b.label == "Prepare the built-in model" for b in at.button)
     assert not (tmp_path / "models" / "tiny-gpt2").exists()
@@ -289,7 +293,7 @@ def test_url_reopens_the_same_view_and_bad_values_fall_back() -> None:
     assert at.toggle(key="teach").value is True
     assert at.multiselect(key="rm_losses").value == ["hinge", "focal"]
     assert at.slider(key="rm_gamma").value == 4.5 and at.slider(key="ppo_eps").value == 0.35
-    assert at.slider(key="dpo_beta").value == 0.5  # 9.0 is out of range: the default stays
+    assert at.slider(key="dpo_beta").value == TrainConfig().dpo_beta  # 9.0 is out of range: the default stays
     assert at.text_input(key="kl_lp").value == "1, 2, 3" and at.slider(key="kl_n").value == 500
     assert at.text_input(key="bd_r").value == "3, 1" and at.slider(key="bd_n").value == 16
     assert at.selectbox(key="rw_preset").value == "keyword salad" and at.slider(key="rw_b").value == 0.25
@@ -305,7 +309,7 @@ def test_url_reopens_the_same_view_and_bad_values_fall_back() -> None:
 
 def test_bad_text_shows_an_error_and_the_rest_renders() -> None:
     at = page(bd_r="1, x", kl_family="Categoricals", kl_lp="1, 2", kl_lq="1, 2, 3")
-    assert not at.exception and len(at.error) == 2 and len(at.header) == 6
+    assert not at.exception and len(at.error) == 2 and len(at.header) == 8
 
 
 def test_prepare_button_builds_through_ensure_builtin_then_fluency_appears(tmp_path, tiny_lm_path,

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rmcore import playground as pg
+from rmcore import playground_policy as ppol
 from ui.plots import plotly_chart
 
 # The reward-model losses' colours are in their registry entries (PlaygroundCurve.color); PALETTE
@@ -20,7 +21,9 @@ from ui.plots import plotly_chart
 PALETTE = ("#4C5FD5", "#E4572E", "#17BEBB", "#76B041", "#FFC914", "#9B5DE5", "#F15BB5", "#00A6A6", "#6C757D")
 COLORS = {"reinforce": "#E4572E", "baseline": "#4C5FD5", "rloo": "#76B041", "exact": "#1F2430",
           "k1": "#E4572E", "k2": "#FFC914", "k3": "#4C5FD5"}
-DPO_STYLE = {"sigmoid": ("DPO (sigmoid)", "#4C5FD5"), "ipo": ("IPO", "#9B5DE5"), "hinge": ("hinge (SLiC)", "#E4572E")}
+# Policy algorithms by registry name (sections 3–5; their labels come from POLICY_LOSSES).
+ALGO_COLORS = {"grpo": "#4C5FD5", "dr_grpo": "#E4572E", "dapo": "#17BEBB", "gspo": "#9B5DE5", "cispo": "#76B041",
+               "dpo": "#4C5FD5", "ipo": "#9B5DE5", "slic": "#E4572E", "simpo": "#F15BB5"}
 
 
 # --------------------------------------------------------------------------- figures
@@ -72,9 +75,21 @@ def unclipped_lines(magnitude: float, ratio_max: float) -> tuple[np.ndarray, dic
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def dpo_curves(beta: float, variants: tuple, span: float) -> tuple[np.ndarray, dict]:
-    x = pg.grid(-span, span, kinks=(0.5, 1.0))
-    return x, {variant: pg.curve(pg.dpo_loss_of_margin(beta, variant), x) for variant in variants}
+def length_bias(max_len: int, other_length: int, group_size: int, advantage: float) -> ppol.LengthBias:
+    return ppol.length_bias(max_len=max_len, other_length=other_length, group_size=group_size, advantage=advantage)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def ratio_curves(ratio_max: float, advantage: float, **shape: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """shape: tokens, other_ratio and each algorithm's ε (see ppol.ratio_gradients)."""
+    x = ppol.ratio_grid(ratio_max, **shape)
+    return x, ppol.ratio_gradients(x, advantage=advantage, **shape)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def preference_curves(coefs: tuple, gamma: float, span: float) -> tuple[np.ndarray, dict]:
+    """coefs: ((algorithm, coefficient), …) of the algorithms drawn."""
+    return ppol.preference_curves(dict(coefs), gamma=gamma, span=span)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

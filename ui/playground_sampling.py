@@ -1,4 +1,4 @@
-"""Loss playground, sections 4–6: what sampling does to estimates, and what a reward invites.
+"""Loss playground, sections 6–8: what sampling does to estimates, and what a reward invites.
 
 KL estimators k1, k2, k3 from samples, the policy-gradient variance of REINFORCE, a baseline
 and RLOO on a bandit, and the composite reward on candidates built to hack it. Each section
@@ -23,11 +23,11 @@ DEFAULT_REFERENCE = "Kelara Systems is eliminating 2,020 jobs worldwide, chief e
 DEFAULT_CANDIDATE = "Kelara Systems will cut 2,020 jobs, its chief executive said."
 
 
-# --------------------------------------------------------------------------- 4. KL estimators
+# --------------------------------------------------------------------------- 6. KL estimators
 @st.fragment
 def kl_section() -> None:
-    with timed("4. KL estimators"):
-        st.header("4. KL estimators k1, k2, k3")
+    with timed("6. KL estimators"):
+        st.header("6. KL estimators k1, k2, k3")
         st.latex(r"x \sim p,\; r = \tfrac{q(x)}{p(x)}:\quad k_1 = -\log r,\quad k_2 = \tfrac12(\log r)^2,"
                  r"\quad k_3 = (r - 1) - \log r")
         st.latex(r"\mathbb{E}_p[k_1] = \mathbb{E}_p[k_3] = \mathrm{KL}(p\,\|\,q) \neq \mathbb{E}_p[k_2]")
@@ -76,14 +76,14 @@ def kl_section() -> None:
             "σ_q² > 2σ_p², k3's variance is infinite: watch its mean jump with the seed.")
 
 
-# --------------------------------------------------------------------------- 5. bandit
+# --------------------------------------------------------------------------- 7. bandit
 @st.fragment
 def bandit_section() -> None:
-    with timed("5. policy gradient on a bandit"):
-        st.header("5. Policy-gradient variance on a K-armed bandit")
-        st.latex(r"\pi = \mathrm{softmax}(\theta),\quad J = \textstyle\sum_a \pi_a r_a,\quad"
+    with timed("7. policy gradient on a bandit"):
+        st.header("7. Policy-gradient variance on a K-armed bandit")
+        st.latex(r"\pi = \mathrm{softmax}(\theta),\quad J = \textstyle\sum_a \pi_a r_a,\quad "
                  r"\nabla_\theta J = \pi \odot (r - J) \;\approx\; \tfrac1N \sum_i A_i \nabla_\theta \log\pi(a_i)")
-        st.latex(r"A_i = r_i \;\text{(REINFORCE)},\quad r_i - J \;\text{(baseline)},\quad"
+        st.latex(r"A_i = r_i \;\text{(REINFORCE)},\quad r_i - J \;\text{(baseline)},\quad "
                  r"r_i - \tfrac{1}{N-1}\textstyle\sum_{j\neq i} r_j \;\text{(RLOO)}")
         cols = st.columns(3)
         rewards_text = text(cols[0].text_input, "rewards r per arm", "bd_r", "1, 0.8, 0.2, 0.5")
@@ -136,11 +136,11 @@ def bandit_section() -> None:
             "watch plain REINFORCE's variance explode while the others do not move.")
 
 
-# --------------------------------------------------------------------------- 6. composite reward
+# --------------------------------------------------------------------------- 8. composite reward
 @st.fragment
 def reward_section() -> None:
-    with timed("6. composite reward"):
-        st.header("6. The composite reward, and how to hack it")
+    with timed("8. composite reward"):
+        st.header("8. The composite reward, and how to hack it")
         st.latex(r"r(y) = \alpha\,\mathrm{ROUGE}(y, y^*) + \beta\,\mathrm{Fluency}(y) + \gamma\,\mathrm{Diversity}(y)")
         reference = text(st.text_area, "reference y*", "rw_ref", DEFAULT_REFERENCE, height=70)
         hacks = pg.hack_candidates(reference)

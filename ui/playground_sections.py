@@ -1,22 +1,26 @@
-"""Loss playground, sections 1–3: each loss drawn against the one number it depends on.
+"""Loss playground, sections 1, 2 and 5: each loss drawn against the one number it depends on.
 
 Reward-model losses against the score margin Δ (built from the loss registry), PPO's clipped
-surrogate against the ratio ρ, DPO and its relatives against the implicit reward margin. Each section is a fragment (a
-slider reruns only its own section); values and gradients come from rmcore.playground,
-which calls the engine's own losses under autograd.
+surrogate against the ratio ρ, and DPO, IPO, SLiC and SimPO against their preference margin.
+Each section is a fragment (a slider reruns only its own section); values and gradients come
+from rmcore.playground and rmcore.playground_policy, which call the engine's own losses under
+autograd.
 """
 from __future__ import annotations
 
 import streamlit as st
 
 from rmcore import playground as pg
-from rmcore.losses import DPO_VARIANTS
-from ui.playground_charts import (DPO_STYLE, PALETTE, chart, columns_layout, dpo_curves, ppo_curves, rm_curve,
+from rmcore.algorithms import POLICY_LOSSES
+from rmcore.config import TrainConfig
+from rmcore.playground_policy import zero_intervals
+from ui.playground_charts import (ALGO_COLORS, PALETTE, chart, columns_layout, ppo_curves, preference_curves, rm_curve,
                                   rows_layout, unclipped_lines)
 from ui.playground_controls import choice, slider, timed
 from ui.text import md_escape
 
 ADVANCED_PER_ROW = 5  # advanced sliders per row of columns, the Δ range last
+TRAIN_DEFAULTS = TrainConfig()
 
 
 # --------------------------------------------------------------------------- 1. reward-model losses
@@ -99,35 +103,76 @@ def ppo_section() -> None:
             if len(pos_flat) and len(neg_flat) else "No clipped point in this range: widen ρ.")
 
 
-# --------------------------------------------------------------------------- 3. DPO
+# --------------------------------------------------------------------------- 5. DPO and relatives
+# (algorithm, config field = URL key, slider label, low, high, step, advanced): each algorithm's
+# own coefficient, starting at the config's default as a run would use it. SimPO's β is advanced:
+# on SimPO's own margin it only scales the log-probs behind it (it shows in the text).
+PREFERENCE_KNOBS = (("dpo", "dpo_beta", "DPO β", 0.05, 2.0, 0.05, False),
+                    ("ipo", "ipo_tau", "IPO τ", 0.05, 1.0, 0.01, False),
+                    ("slic", "slic_beta", "SLiC β", 0.1, 4.0, 0.05, False),
+                    ("simpo", "simpo_beta", "SimPO β", 0.5, 10.0, 0.1, True))
+SYMBOLS = {"dpo": "β", "ipo": "τ", "slic": "β"}  # the algorithms drawn against h, by their coefficient's name
+
+
 @st.fragment
-def dpo_section() -> None:
-    with timed("3. DPO and relatives"):
-        st.header("3. DPO's loss against the implicit reward margin")
-        st.latex(r"m = \beta\Big(\log\tfrac{\pi(y_c)}{\pi_{\mathrm{ref}}(y_c)}"
-                 r" - \log\tfrac{\pi(y_r)}{\pi_{\mathrm{ref}}(y_r)}\Big)")
-        st.latex(r"\mathrm{DPO} = -\log\sigma(m),\quad"
-                 r"\mathrm{IPO} = \big(\tfrac{m}{\beta} - \tfrac{1}{2\beta}\big)^2,\quad"
-                 r"\mathrm{hinge} = \max(0, 1 - m)")
-        cols = st.columns(3)
-        beta = slider("β", "dpo_beta", 0.05, 2.0, 0.5, 0.05, at=cols[0])
-        variants = choice(cols[1].multiselect, "Variants", "dpo_variants", list(DPO_VARIANTS), list(DPO_VARIANTS),
-                          advanced=True)
-        span = slider("margin range ±", "dpo_span", 2.0, 10.0, 5.0, 0.5, advanced=True, at=cols[2])
-        x, curves = dpo_curves(beta, tuple(v for v in DPO_VARIANTS if v in variants), span)
+def preference_section() -> None:
+    with timed("5. DPO and relatives"):
+        st.header("5. DPO, IPO, SLiC and SimPO against the preference margin")
+        st.latex(r"h = \log\tfrac{\pi(y_c)}{\pi_{\mathrm{ref}}(y_c)}"
+                 r" - \log\tfrac{\pi(y_r)}{\pi_{\mathrm{ref}}(y_r)},\qquad "
+                 r"r(y) = \tfrac{\beta}{|y|}\log\pi(y)\ \text{(SimPO: no reference)}")
+        st.latex(r"\mathrm{DPO} = -\log\sigma(\beta h),\quad \mathrm{IPO} = \big(h - \tfrac{1}{2\tau}\big)^2,\quad "
+                 r"\mathrm{SLiC} = \max(0, 1 - \beta h),\quad "
+                 r"\mathrm{SimPO} = -\log\sigma\big(r(y_c) - r(y_r) - \gamma\big)")
+        cols = st.columns(len(PREFERENCE_KNOBS))
+        coefs = {name: slider(text, key, low, high, float(getattr(TRAIN_DEFAULTS, key)), step, advanced=adv, at=col)
+                 for (name, key, text, low, high, step, adv), col in zip(PREFERENCE_KNOBS, cols)}
+        more = st.columns(3)
+        gamma = slider("SimPO γ", "simpo_gamma", 0.0, 5.0, float(TRAIN_DEFAULTS.simpo_gamma), 0.1, at=more[0])
+        names = [knob[0] for knob in PREFERENCE_KNOBS]
+        shown = choice(more[1].multiselect, "Algorithms", "pref_algos", names, names, advanced=True,
+                       format_func=lambda name: POLICY_LOSSES[name].label)
+        span = slider("margin range ±", "dpo_span", 2.0, 20.0, 8.0, 0.5, advanced=True, at=more[2])
+        x, curves = preference_curves(tuple((n, c) for n, c in coefs.items() if n in shown), gamma, span)
         data = []
         for name, (values, grads) in curves.items():
-            label, color = DPO_STYLE[name]
-            data += [dict(type="scatter", x=x, y=values, name=label, line=dict(color=color), legendgroup=name),
-                     dict(type="scatter", x=x, y=grads, name=label, line=dict(color=color, dash="dot"),
+            symbol, label = SYMBOLS.get(name), POLICY_LOSSES[name].label
+            label = (f"{label} ({symbol} = {coefs[name]:g}), x = h" if symbol
+                     else f"{label} (γ = {gamma:g}), x = r(y_c) − r(y_r)")
+            line = dict(color=ALGO_COLORS[name])
+            data += [dict(type="scatter", x=x, y=values, name=label, line=line, legendgroup=name),
+                     dict(type="scatter", x=x, y=grads, name=label, line=line | dict(dash="dot"),
                           legendgroup=name, showlegend=False, yaxis="y2")]
-        axes = rows_layout("implicit reward margin m = r̂_c − r̂_r", "loss", "d loss / d m (autograd)")
-        axes["yaxis"]["range"], axes["yaxis2"]["range"] = [-0.1, max(3.0, span + 1)], [-1.6, 1.6]
+        axes = rows_layout("margin: h for DPO, IPO, SLiC · r(y_c) − r(y_r), length-normalised, for SimPO", "loss",
+                           "d loss / d margin (autograd)")
+        slope = 1.15 * max([1.0, *(coefs[name] for name in curves if name in SYMBOLS)])  # DPO's, SLiC's: up to β
+        axes["yaxis"]["range"], axes["yaxis2"]["range"] = [-0.1, 4.0], [-slope, slope]
         chart(data, "dpo_chart", 520, **axes)
-        st.markdown(
-            "DPO's gradient is −σ(−m): once the chosen answer's implicit reward leads by a few units the push "
-            "fades (it saturates), but it never reaches zero, so the policy keeps drifting from the reference on "
-            "pairs it already gets right. The hinge variant stops exactly at m = 1. IPO regresses the log-ratio "
-            "gap to 1/(2β) — its minimum is at m = ½ — and pushes back from above too; its slope is "
-            "2(m − ½)/β², "
-            f"steep at β = {beta:g}, so it leaves these axes quickly.")
+        said = [SENTENCES[name](x, values, grads, coefs[name], gamma) for name, (values, grads) in curves.items()]
+        st.markdown(md_escape(" ".join(said)) or "Pick an algorithm to draw.")  # app text, numbers from the curves
+
+
+def _ipo_sentence(x, values, grads, tau: float, gamma: float) -> str:
+    bottom = zero_intervals(x, grads)  # the minimum is on the grid (a kink), where autograd finds 0
+    return (f"IPO bottoms out at h = {bottom[0][0]:.2f} = 1/(2τ) and pushes back beyond it: it regresses h onto a "
+            "target instead of growing it." if bottom else "IPO's target h = 1/(2τ) lies beyond this range: widen it.")
+
+
+def _slic_sentence(x, values, grads, beta: float, gamma: float) -> str:
+    stops = zero_intervals(x, grads)
+    return (f"SLiC stops dead at its hinge corner h = {stops[0][0]:.2f} = 1/β: no gradient beyond." if stops
+            else "SLiC's hinge corner h = 1/β lies beyond this range: widen it.")
+
+
+# One sentence per algorithm drawn, its numbers read off the curve: (x, loss, d loss, coefficient, γ) -> text.
+SENTENCES = {
+    "dpo": lambda x, values, grads, beta, gamma: (
+        "DPO's slope −β·σ(−βh) fades as h grows but never reaches zero, so the policy keeps moving away from "
+        "the reference on pairs it already ranks right."),
+    "ipo": _ipo_sentence,
+    "slic": _slic_sentence,
+    "simpo": lambda x, values, grads, beta, gamma: (
+        f"SimPO is a log-sigmoid on its own margin of average log-probs, with no reference model, shifted by "
+        f"γ = {gamma:g}: at β = {beta:g} the chosen answer must beat the rejected one by γ/β = {gamma / beta:.2f} "
+        "nats per token, whatever the lengths."),
+}
