@@ -34,12 +34,12 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
+        text = field_help(cls, f.name).replace("%", "%%")  # argparse formats help with %
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=field_help(cls, f.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=text)
         else:
             parser.add_argument(flag, type=kind, default=f.default, metavar=kind.__name__.upper(),
-                                help=f"{field_help(cls, f.name)} (default: {f.default!r})")
+                                help=f"{text} (default: {f.default!r})")
 
 
 def build_parser() -> argparse.ArgumentParser:

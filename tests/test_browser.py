@@ -163,6 +163,24 @@ def test_launch_with_defaults_learns_live_then_stops(server, page, screenshots) 
     assert 2 <= stopped_at < 50
 
 
+def pick_options(page, key: str, labels) -> None:
+    """Choose each label in a multiselect. The click that opens the list can land while the
+    rerun of a field just set is still redrawing the form, which closes the list again; so
+    open it until the option shows (Playwright's own retrying expect), then choose it."""
+    box = page.locator(f".st-key-{key} input")
+    for label in labels:
+        option = page.get_by_role("option", name=label, exact=True)
+        for attempt in range(5):
+            box.click()
+            try:
+                expect(option).to_be_visible(timeout=3_000)
+                break
+            except AssertionError:
+                if attempt == 4:
+                    raise
+        option.click()
+
+
 def set_number(page, field: str, value: int) -> None:
     box = page.locator(f".st-key-cfg-{field} input")
     box.fill(str(value))
@@ -175,10 +193,7 @@ def test_one_run_per_loss_then_compare_and_reload(server, page, screenshots) -> 
     open_page(page, f"{server.url}/train")  # no ?run=: the form is unfolded
     for field, value in {"steps": 8, "batch_size": 4, "max_new_tokens": 16}.items():
         set_number(page, field, value)
-    losses = page.locator(".st-key-cfg-compare_losses input")
-    for label in ("REINFORCE", "GRPO"):
-        losses.click()
-        page.get_by_role("option", name=label, exact=True).click()
+    pick_options(page, "cfg-compare_losses", ("REINFORCE", "GRPO"))
     picked = page.locator(".st-key-cfg-compare_losses [aria-label='Selected values']").first.locator("[data-tag]")
     expect(picked).to_have_count(2)
     page.locator(".st-key-launch_per_loss button").click()
@@ -249,10 +264,7 @@ def fill_tiny_form(tab, model: str) -> None:
     box.press("Enter")
     for field, value in {"steps": 3, "max_new_tokens": 8}.items():  # each change reruns the form: few
         set_number(tab, field, value)
-    losses = tab.locator(".st-key-cfg-compare_losses input")
-    for label in QUEUED_LOSSES:
-        losses.click()
-        tab.get_by_role("option", name=label, exact=True).click()
+    pick_options(tab, "cfg-compare_losses", QUEUED_LOSSES)
 
 
 def test_three_tabs_see_four_queued_runs_go_one_at_a_time(browser, tiny_lm_path, tmp_path) -> None:

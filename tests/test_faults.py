@@ -475,7 +475,7 @@ def test_saving_after_a_fallback_removes_the_later_folders_not_the_intact_ones(t
     for stale in ("step-000002", "step-000006", "step-000008"):
         (folder / stale).mkdir(parents=True)
     saver = SimpleNamespace(save_pretrained=lambda path, **kw: (Path(path) / "model.safetensors").write_bytes(b""))
-    session = SimpleNamespace(policy=saver, tokenizer=saver, value_head=None, step=4, baseline=None,
+    session = SimpleNamespace(policy=saver, tokenizer=saver, value_head=None, step=4, baseline=None, kl_coef=0.05,
                               optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
                               cfg=SimpleNamespace(loss="reinforce"))
     save_checkpoint(session, folder / "step-000004")
