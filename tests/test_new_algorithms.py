@@ -189,3 +189,29 @@ def test_dapo_and_gspo_raise_eval_rouge_over_40_steps(loss, warm150_path):
                                                      else {}))
     assert sorted(rouge) == [0, 10, 20, 30, 40]
     assert rouge[40] > rouge[0] + 0.03, rouge
+
+
+def test_train_page_says_when_terms_were_z_scored_and_charts_the_signal_shares(runs_dir, fresh_runner):
+    from streamlit.testing.v1 import AppTest
+
+    from rmcore.events import StepReport
+
+    store = RunStore(runs_dir)
+    config = TrainConfig(loss="grpo", reward_aggregation="normalize_per_term", kl_target=0.5).resolved().to_dict()
+    run_id = store.create_run(kind="policy", config=config, name="per term")
+    for step in (1, 2):
+        store.record_step(run_id, StepReport(step, 2, {"reward/total": 1.0, "reward/rouge": 0.5, "policy/kl": 0.1,
+                                                       "policy/kl_coef": 0.05 * step, "policy/signal_share/rouge": 0.7,
+                                                       "policy/signal_share/fluency": 0.3}))
+    store.set_status(run_id, "done")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.query_params["run"] = run_id
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception
+    charts = {s["layout"]["title"]["text"]: {t["name"] for t in s["data"]}
+              for s in (json.loads(el.proto.spec) for el in at.get("plotly_chart")) if s["layout"].get("title")}
+    assert {"reward/total", "reward/rouge"} <= charts["Reward: total and each term (z-scored per group to learn)"]
+    assert "policy/kl_coef" in charts["Policy: KL and entropy"]
+    shares = next(names for title, names in charts.items() if title.startswith("Learning signal"))
+    assert shares == {"policy/signal_share/rouge", "policy/signal_share/fluency"}

@@ -40,7 +40,7 @@ CHARTS = (  # (title, key prefixes or keys); empty charts are skipped
 )
 HIDDEN_KEYS = (REWARD_TOTAL_STD,)
 RIGHT_AXIS = (POLICY_ENTROPY, EVAL_RESPONSE_LENGTH, RATIO_MEAN, KL_COEF)  # other units and scales than their neighbours
-PER_TERM_TITLE = "Reward: total and each term (the advantages saw each term z-scored within its group)"
+PER_TERM_TITLE = "Reward: total and each term (z-scored per group to learn)"
 HEADER_KEYS = ("perf/step_time", "perf/samples_per_s",  # one row per training step: pace and throughput
                "perf/gpu_mem_gb", "perf/gpu_util")        # on a GPU (rmcore.placement.gpu_metrics)
 
