@@ -19,10 +19,8 @@ from rmcore.step_inputs import PairInputs
 
 
 def loss(x: PairInputs):
-    loss, stats = dpo_loss(x.chosen_logps, x.rejected_logps, x.ref_chosen_logps, x.ref_rejected_logps,
-                           beta=x.cfg.slic_beta, variant="hinge")
-    stats = {k: v for k, v in stats.items() if k != "loss/dpo"}
-    return loss, {**stats, "loss/slic": loss.item()}
+    return dpo_loss(x.chosen_logps, x.rejected_logps, x.ref_chosen_logps, x.ref_rejected_logps,
+                    beta=x.cfg.slic_beta, variant="hinge", name="slic")  # loss/slic and the implicit-reward diagnostics
 
 
 ALGORITHM = Algorithm(

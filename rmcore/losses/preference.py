@@ -42,7 +42,7 @@ def implicit_reward_stats(chosen_rewards: Tensor, rejected_rewards: Tensor) -> d
 
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
              ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, *, beta: float = 0.1,
-             variant: str = "sigmoid") -> tuple[Tensor, dict[str, float]]:
+             variant: str = "sigmoid", name: str = "dpo") -> tuple[Tensor, dict[str, float]]:
     """Direct preference optimisation and two relatives, on summed response log-probs.
 
         h = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r)),  logits = β·h
@@ -51,7 +51,8 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
         hinge:   max(0, 1 − β h)        SLiC-HF, Zhao et al. 2023, arXiv:2305.10425 (margin 1/β)
 
     All inputs: (B,) log-probs summed over each response's tokens. Mean over B.
-    stats: loss/dpo; policy/implicit_reward_chosen and _rejected (mean implicit rewards
+    stats: loss/<name> (loss/dpo; the ipo and slic algorithms log under their own names);
+    policy/implicit_reward_chosen and _rejected (mean implicit rewards
     β·(log π − log π_ref)), policy/implicit_reward_margin (their mean difference),
     policy/implicit_reward_accuracy (fraction of pairs whose chosen implicit reward is higher).
     """
@@ -63,7 +64,7 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor,
     rejected_logratio = policy_rejected_logps - ref_rejected_logps.detach()  # (B,)
     h = chosen_logratio - rejected_logratio                                  # (B,)
     loss = _PER_PAIR[variant](h, beta).mean()
-    return loss, {"loss/dpo": loss.item(), **implicit_reward_stats(beta * chosen_logratio, beta * rejected_logratio)}
+    return loss, {f"loss/{name}": loss.item(), **implicit_reward_stats(beta * chosen_logratio, beta * rejected_logratio)}
 
 
 def simpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, chosen_lengths: Tensor, rejected_lengths: Tensor, *,
